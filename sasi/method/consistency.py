@@ -1,0 +1,133 @@
+"""Self-interpreted consistency guidance (spec §2.8).
+
+For a random exactly invertible grid transform ``T`` (axis flips, 90° rotations in the three
+planes, integer shift), the network's own prediction on ``x``, transformed, supervises its
+prediction on ``T(x)``: ``L(f(T(x)), stopgrad(T(softmax(f(x)))))`` with the supervised loss,
+restricted to voxels present in both views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor, nn
+
+from sasi.errors import SasiError
+from sasi.method import IGNORE
+from sasi.method.grid import PLANES, Warp, flip_matrix, invert, rot90_matrix
+from sasi.method.losses import LossParts
+
+TARGETS = ("hard", "soft")
+
+
+@dataclass
+class ConsistencyConfig:
+    """Consistency-guidance settings (weight λ_cons, first ``active_fraction`` of training)."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    active_fraction: float = 0.5
+    target: str = "hard"
+    confidence: float = 0.0
+    max_shift: int = 4
+    flips: bool = True
+    rotations: bool = True
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise SasiError(f"consistency: target must be one of {TARGETS}, got {self.target!r}")
+        if not 0.0 <= self.confidence < 1.0 or self.max_shift < 0:
+            raise SasiError(f"consistency: need 0 <= confidence < 1 and max_shift >= 0, got {self.confidence}, {self.max_shift}")
+
+    def active(self, epoch: int, total_epochs: int) -> bool:
+        """Whether the term is on at 0-based ``epoch`` (the paper: first half of training)."""
+        return self.enabled and epoch < self.active_fraction * total_epochs
+
+
+@dataclass
+class GridTransform:
+    """An exactly invertible voxel-grid transform ``out[p] = in[A (p − c) + c + o]``.
+
+    ``A`` is a signed permutation and ``o`` integer, so :meth:`apply` and :meth:`invert` copy
+    voxels exactly. Voxels shifted in from outside the crop are filled with 0 (floating point)
+    or ``IGNORE`` (integer); :attr:`valid_mask` marks the others.
+    """
+
+    matrix: Tensor
+    offset: Tensor
+    shape: tuple[int, int, int]
+
+    @property
+    def inverse(self) -> GridTransform:
+        return GridTransform(*invert(self.matrix, self.offset), self.shape)
+
+    @cached_property
+    def valid_mask(self) -> Tensor:
+        """``(D, H, W)`` bool (CPU): voxels of ``apply``'s output whose source is inside the crop."""
+        return Warp(self.matrix, self.offset, self.shape).valid[0]
+
+    def apply(self, t: Tensor) -> Tensor:
+        """Transform ``(B, C, D, H, W)`` images/probabilities or ``(B, D, H, W)`` label maps."""
+        if tuple(t.shape[-3:]) != tuple(self.shape) or t.dim() not in (4, 5):
+            raise SasiError(f"transform for {tuple(self.shape)} got a tensor of shape {tuple(t.shape)}")
+        volume = t.unsqueeze(1) if t.dim() == 4 else t
+        out = Warp(self.matrix, self.offset, self.shape, "zeros", t.device)(
+            volume, fill=0.0 if t.is_floating_point() else IGNORE)
+        return out.squeeze(1) if t.dim() == 4 else out
+
+    def invert(self, t: Tensor) -> Tensor:
+        """Undo :meth:`apply`: ``invert(apply(t)) == t`` on ``inverse.valid_mask`` (everywhere without shift)."""
+        return self.inverse.apply(t)
+
+
+def sample_transform(generator: torch.Generator | None, shape: Sequence[int], max_shift: int,
+                     flips: bool = True, rotations: bool = True) -> GridTransform:
+    """Random flips (each axis p = 1/2), rotations k·90° in each plane (k uniform; only 0/180°
+    for non-square planes) and an integer shift uniform in ``±max_shift`` per axis.
+
+    ``generator`` is a CPU generator (``None``: the global one).
+    """
+    shape = tuple(int(s) for s in shape)
+    matrix = flip_matrix(torch.rand(3, generator=generator) < 0.5) if flips else torch.eye(3)
+    if rotations:
+        for plane, (a, b) in enumerate(PLANES):
+            k = int(torch.randint(4, (1,), generator=generator))
+            matrix = rot90_matrix(plane, k if shape[a] == shape[b] else 2 * (k % 2)) @ matrix
+    offset = torch.randint(-max_shift, max_shift + 1, (3,), generator=generator).float()
+    return GridTransform(matrix, offset, shape)
+
+
+def consistency_loss(model: nn.Module, x: Tensor, transform: GridTransform,
+                     loss_fn: Callable[[Tensor, Tensor, Tensor | None], LossParts],
+                     target: str = "hard", confidence: float = 0.0) -> LossParts:
+    """Consistency loss ``loss_fn(f(T(x)), stopgrad(T(softmax(f(x)))), valid)``.
+
+    Parameters
+    ----------
+    model
+        Maps ``(B, 1, D, H, W)`` to logits ``(B, C, D, H, W)``; used as is (train mode).
+    x
+        Input crops.
+    transform
+        From :func:`sample_transform` for ``x``'s spatial shape.
+    loss_fn
+        E.g. :class:`~sasi.method.losses.SegmentationLoss`; called with a voxel weight.
+    target
+        ``"hard"``: argmax labels, voxels with max probability below ``confidence`` ignored;
+        ``"soft"``: the transformed probabilities.
+    """
+    if target not in TARGETS:
+        raise SasiError(f"consistency: target must be one of {TARGETS}, got {target!r}")
+    with torch.no_grad():
+        probs = transform.apply(torch.softmax(model(x).float(), dim=1))
+        if target == "soft":
+            tgt = probs
+        else:
+            conf, tgt = probs.max(dim=1)
+            if confidence > 0:
+                tgt = tgt.masked_fill(conf < confidence, IGNORE)
+    weight = transform.valid_mask.to(x.device).expand(x.shape[0], *transform.shape).float()
+    return loss_fn(model(transform.apply(x)), tgt, weight)

@@ -1,0 +1,45 @@
+import math
+
+import pytest
+import torch
+
+from sasi.method.contrastive import contrastive_loss, nt_xent
+from sasi.model import DeepFinderUNet, ProjectionHead
+
+
+def reference_nt_xent(z1, z2, tau):
+    z = torch.cat([z1, z2]).double()
+    n2 = z.shape[0]
+    b = n2 // 2
+    total = 0.0
+    for i in range(n2):
+        positive = (i + b) % n2
+        sims = [torch.dot(z[i], z[k]) / (z[i].norm() * z[k].norm()) / tau for k in range(n2)]
+        denominator = sum(math.exp(sims[k].item()) for k in range(n2) if k != i)
+        total += -math.log(math.exp(sims[positive].item()) / denominator)
+    return total / n2
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_nt_xent_matches_loop_reference(tau):
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    assert nt_xent(z1, z2, tau).item() == pytest.approx(reference_nt_xent(z1, z2, tau), rel=1e-5)
+
+
+def test_nt_xent_prefers_matching_views():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 16, generator=g)
+    assert nt_xent(z, z + 0.01 * torch.randn(6, 16, generator=g)) < nt_xent(z, z.roll(1, 0))
+
+
+def test_contrastive_loss_trains_the_encoder():
+    torch.manual_seed(0)
+    model = DeepFinderUNet(2)
+    head = ProjectionHead(DeepFinderUNet.embedding_dim(8))
+    views = torch.randn(2, 3, 1, 8, 8, 8)
+    loss = contrastive_loss(model, head, views[0], views[1])
+    loss.backward()
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert model.enc1[0].weight.grad.abs().sum() > 0
+    assert model.head.weight.grad is None  # the decoder is not used
