@@ -20,6 +20,7 @@ The configs are built as plain dicts and written with ``yaml.safe_dump``; only `
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -167,14 +168,18 @@ def _launcher_commands(s: dict, scheme: str) -> dict:
         "head_start_ray_commands": [
             "ray stop",
             start_mlflow,
-            f"ulimit -n 65536; export MLFLOW_TRACKING_URI=http://{head_ip}:{port}; "
-            "ray start --head --port=6379 --object-manager-port=8076 "
-            "--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0",
+            (
+                f"ulimit -n 65536; export MLFLOW_TRACKING_URI=http://{head_ip}:{port}; "
+                "ray start --head --port=6379 --object-manager-port=8076 "
+                "--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=0.0.0.0"
+            ),
         ],
         "worker_start_ray_commands": [
             "ray stop",
-            f"ulimit -n 65536; export MLFLOW_TRACKING_URI=http://$RAY_HEAD_IP:{port}; "
-            "ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076",
+            (
+                f"ulimit -n 65536; export MLFLOW_TRACKING_URI=http://$RAY_HEAD_IP:{port}; "
+                "ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076"
+            ),
         ],
     }
 
@@ -357,7 +362,7 @@ def raycluster_spec(s: dict) -> dict:
         "headGroupSpec": {
             "rayStartParams": {
                 "num-cpus": "0",  # no training on the head: suite driver + Tune trial drivers only
-                "resources": '"{\\"%s\\": %d}"' % (DRIVER_RESOURCE, s["head_driver_slots"]),
+                "resources": json.dumps(json.dumps({DRIVER_RESOURCE: s["head_driver_slots"]})),
             },
             "template": {
                 "spec": {

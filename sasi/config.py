@@ -116,3 +116,26 @@ def save_config(config: Any, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     return path
+
+
+def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overrides`` merged in recursively (nested dicts merge, other values replace)."""
+    out = dict(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def dotted_to_nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"infill.density": 0.5}`` → ``{"infill": {"density": 0.5}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested

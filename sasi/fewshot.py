@@ -22,8 +22,7 @@ from scipy import ndimage
 
 from sasi.errors import SasiError
 from sasi.io.particles import particles_to_voxels
-
-IGNORE = -1
+from sasi.method import IGNORE
 
 
 def sample_fewshot(truth: pa.Table, shots: int | dict[str, int], classes: list[str], seed: int) -> pa.Table:

@@ -2,7 +2,11 @@ import pytest
 import torch
 
 from sasi.method import IGNORE
-from sasi.method.consistency import ConsistencyConfig, consistency_loss, sample_transform
+from sasi.method.consistency import (
+    ConsistencyConfig,
+    consistency_loss,
+    sample_transform,
+)
 from sasi.method.losses import SegmentationLoss
 
 SHAPE = (8, 8, 8)
@@ -103,7 +107,7 @@ def test_gradients_do_not_flow_into_the_target():
     target = t.apply(torch.softmax(model(x), 1)).detach()
     weight = t.valid_mask.float().expand(2, *SHAPE)
     loss(model(t.apply(x)), target, weight).total.backward()
-    for got, want in zip(grads, (p.grad for p in model.parameters())):
+    for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
         torch.testing.assert_close(got, want)
 
 

@@ -43,3 +43,12 @@ def test_contrastive_loss_trains_the_encoder():
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert model.enc1[0].weight.grad.abs().sum() > 0
     assert model.head.weight.grad is None  # the decoder is not used
+
+
+def test_nt_xent_stays_float32_under_autocast():
+    g = torch.Generator().manual_seed(2)
+    z1, z2 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = nt_xent(z1, z2)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, nt_xent(z1, z2))

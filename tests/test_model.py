@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from sasi.errors import SasiError
-from sasi.model import MODELS, DeepFinderUNet, ProjectionHead, build_model, register_model
+from sasi.model import (
+    MODELS,
+    DeepFinderUNet,
+    ProjectionHead,
+    build_model,
+    register_model,
+)
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -122,12 +122,25 @@ def consistency_loss(model: nn.Module, x: Tensor, transform: GridTransform,
     if target not in TARGETS:
         raise SasiError(f"consistency: target must be one of {TARGETS}, got {target!r}")
     with torch.no_grad():
-        probs = transform.apply(torch.softmax(model(x).float(), dim=1))
+        logits = model(x)
+    tgt, weight = consistency_target(logits, transform, target, confidence)
+    return loss_fn(model(transform.apply(x)), tgt, weight)
+
+
+def consistency_target(logits: Tensor, transform: GridTransform, target: str = "hard",
+                       confidence: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Stop-gradient target ``T(softmax(logits))`` and its voxel weight (valid overlap), batched.
+
+    Lets a training step run ``f(x)`` and ``f(T(x))`` in one forward pass and build the target
+    from the first half.
+    """
+    with torch.no_grad():
+        probs = transform.apply(torch.softmax(logits.detach().float(), dim=1))
         if target == "soft":
             tgt = probs
         else:
             conf, tgt = probs.max(dim=1)
             if confidence > 0:
                 tgt = tgt.masked_fill(conf < confidence, IGNORE)
-    weight = transform.valid_mask.to(x.device).expand(x.shape[0], *transform.shape).float()
-    return loss_fn(model(transform.apply(x)), tgt, weight)
+    weight = transform.valid_mask.to(logits.device).expand(logits.shape[0], *transform.shape).float()
+    return tgt, weight

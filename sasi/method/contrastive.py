@@ -22,13 +22,15 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
 
     ``z1[i]`` and ``z2[i]`` (each ``(B, E)``) are positives; every other of the ``2B − 2``
     embeddings in the batch is a negative. Cosine similarities are divided by ``temperature``;
-    the loss is averaged over all ``2B`` anchors.
+    the loss is averaged over all ``2B`` anchors. Computed in float32, also under autocast.
     """
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    z = torch.cat([z1, z2]).float()
     n = z1.shape[0]
-    sim = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
-    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(sim, positives)
+    with torch.autocast(z.device.type, enabled=False):
+        z = F.normalize(z, dim=1)
+        sim = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
+        positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+        return F.cross_entropy(sim, positives)
 
 
 def contrastive_loss(model: nn.Module, head: nn.Module, view1: Tensor, view2: Tensor, temperature: float = 0.1) -> Tensor:

@@ -37,7 +37,15 @@ from torch import Tensor
 
 from sasi.errors import SasiError
 from sasi.method import IGNORE
-from sasi.method.grid import PADDINGS, PLANES, Warp, compose, flip_matrix, quaternion_matrix, rot90_matrix
+from sasi.method.grid import (
+    PADDINGS,
+    PLANES,
+    Warp,
+    compose,
+    flip_matrix,
+    quaternion_matrix,
+    rot90_matrix,
+)
 
 OPS = ("shift", "flip", "rotate90", "rotate")
 MASK_RULES = ("foreground", "argmax")

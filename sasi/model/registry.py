@@ -33,6 +33,7 @@ class ModelConfig:
     """Which backbone to build (``n_classes`` comes from the data)."""
 
     name: str = "deepfinder"
+    channels: tuple[int, int, int] = (32, 48, 64)  # encoder widths and bottleneck (DeepFinder)
 
 
 def register_model(name: str) -> Callable[[_F], _F]:

@@ -23,7 +23,7 @@ def _conv_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
     """
     if kernel % 2:
         return [nn.Conv3d(c_in, c_out, kernel, padding=kernel // 2), nn.ReLU(inplace=True)]
-    after, before = (kernel - 1) // 2, kernel // 2
+    before, after = (kernel - 1) // 2, kernel // 2
     pad = nn.ConstantPad3d((before, after) * 3, 0.0)
     return [pad, nn.Conv3d(c_in, c_out, kernel), nn.ReLU(inplace=True)]
 

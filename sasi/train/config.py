@@ -1,0 +1,78 @@
+"""The training configuration: typed dataclasses that round-trip to YAML (see :mod:`sasi.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sasi.method.consistency import ConsistencyConfig
+from sasi.method.contrastive import ContrastiveConfig
+from sasi.method.infill import InfillConfig
+from sasi.method.losses import LossConfig
+from sasi.model import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    """Which tomogram to learn from and how labelled points become targets."""
+
+    dataset: str = "runs/demo-data"  # dataset folder (``sasi simulate`` layout)
+    train_tomogram: str = ""  # default: the first tomogram of the "train" split
+    val_tomogram: str = ""  # default: the first of "val" ("" and no val split: no validation)
+    shots: int = 5  # labelled particles per class (N)
+    fewshot_seed: int = 0  # which particles are labelled
+    label_radius_scale: float = 0.5  # sphere radius = scale × class equivalent radius
+    background: Literal["rest", "certain"] = "rest"  # see sasi.fewshot
+    patch: int = 24  # W, divisible by 4
+    shift_fraction: float = 0.5  # supervised crops: centre shift ±fraction·W
+    rotate: bool = True  # supervised crops: uniformly random rotation (else flips only)
+
+
+@dataclass
+class PretrainConfig:
+    """Contrastive self-supervision on unlabelled sliding windows (``none``, ISS or PSS)."""
+
+    schedule: Literal["none", "initial", "periodic"] = "none"
+    epochs: int = 10  # ISS: passes over all windows (stride W/2) before supervised training
+    period: int = 400  # PSS: an SSL phase every ``period`` supervised iterations ...
+    until: float = 0.5  # ... during the first ``until`` fraction of training
+    phase_steps: int = 1  # PSS: SSL steps per phase
+    batch_size: int = 16
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+
+
+@dataclass
+class DetectConfig:
+    """Segmentation → particles: tiles, argmax, connected components, centroids."""
+
+    tile: int = 64  # fully convolutional tile edge (multiple of 4)
+    margin: int = 8  # voxels dropped at each inner tile edge
+    connectivity: int = 26
+    min_size: int = 0  # smallest component (voxels) kept as a particle
+
+
+@dataclass
+class ScheduleConfig:
+    iterations: int = 2000  # supervised iterations (the budget)
+    batch_size: int = 16
+    lr: float = 1e-4
+    eval_every: int = 500  # validation F1 every N iterations (0: only at the end)
+    checkpoint_every: int = 0  # save a checkpoint every N iterations (0: only at the end)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on GPU
+
+
+@dataclass
+class SasiConfig:
+    """Everything one SaSi training run needs; ``sasi train CONFIG.yaml`` reads this."""
+
+    name: str = "sasi"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    infill: InfillConfig = field(default_factory=lambda: InfillConfig(enabled=False))
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    train: ScheduleConfig = field(default_factory=ScheduleConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)

@@ -1,0 +1,309 @@
+"""The SaSi training loop (pure PyTorch). Ray Train calls the same :func:`fit` on every worker."""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sasi.config import to_dict
+from sasi.dataset import Dataset, load_dataset, score_on_dataset
+from sasi.detect import detect, normalise
+from sasi.errors import SasiError
+from sasi.fewshot import label_volume, sample_fewshot
+from sasi.method.consistency import consistency_target, sample_transform
+from sasi.method.contrastive import nt_xent
+from sasi.method.infill import volume_infill
+from sasi.method.losses import SegmentationLoss
+from sasi.train.config import SasiConfig
+from sasi.train.crops import crop, random_flips, random_rotations, window_centres
+from sasi.train.network import SasiNet
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Hooks:
+    """How a launcher plugs into :func:`fit` (defaults: single process, no reporting)."""
+
+    rank: int = 0
+    world_size: int = 1
+    prepare_model: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m
+    report: Callable[[dict[str, float], Path | None], None] = lambda metrics, checkpoint_dir: None
+    resume_from: Path | None = None  # a checkpoint directory to continue from
+    device: torch.device | None = None
+
+
+@dataclass
+class FitResult:
+    model: SasiNet
+    history: list[dict[str, float]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class TrainingData:
+    """The training tomogram, its few-shot label volume and the labelled centres, on the device."""
+
+    def __init__(self, config: SasiConfig, dataset: Dataset, device: torch.device):
+        cfg = config.data
+        name = cfg.train_tomogram or dataset.names("train")[0]
+        tomo = dataset.tomogram(name)
+        truth = dataset.particles(name, shape_zyx=tomo.shape)
+        self.classes = dataset.classes
+        self.chosen = sample_fewshot(truth, cfg.shots, self.classes, seed=cfg.fewshot_seed)
+        radii = {c: dataset.radii[c] / dataset.voxel_size * cfg.label_radius_scale for c in self.classes}
+        instances = dataset.instances(name) if cfg.background == "certain" else None
+        labels = label_volume(tomo.shape, self.chosen, self.classes, radii, dataset.voxel_size,
+                              background=cfg.background, instances=instances)
+        self.name = name
+        self.shape = tomo.shape
+        self.volume = torch.as_tensor(normalise(tomo.data), device=device)
+        self.labels = torch.as_tensor(labels.astype(np.int64), device=device)
+        zyx = np.stack([self.chosen.column(c).to_numpy() for c in ("z", "y", "x")], 1) / dataset.voxel_size
+        label_of = self.chosen.column("label").to_pylist()
+        self.centres = [torch.as_tensor(zyx[[i for i, lab in enumerate(label_of) if lab == c]],
+                                        dtype=torch.float32) for c in self.classes]
+        self.centres = [c for c in self.centres if len(c)]
+        self.windows = window_centres(self.shape, cfg.patch, cfg.patch // 2)
+
+
+def _supervised_centres(data: TrainingData, batch: int, generator: torch.Generator) -> Tensor:
+    """Class-balanced particle centres: each batch cycles through the labelled classes."""
+    offset = int(torch.randint(len(data.centres), (1,), generator=generator))
+    out = []
+    for i in range(batch):
+        pool = data.centres[(i + offset) % len(data.centres)]
+        out.append(pool[int(torch.randint(len(pool), (1,), generator=generator))])
+    return torch.stack(out)
+
+
+class Trainer:
+    """One SaSi run: builds everything from the config, then :meth:`run` trains it."""
+
+    def __init__(self, config: SasiConfig, hooks: Hooks | None = None, progress: bool = True):
+        self.config = config
+        self.hooks = hooks or Hooks()
+        self.progress = progress and self.hooks.rank == 0
+        self.device = self.hooks.device or resolve_device(config.train.device)
+        seed = config.train.seed
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        self.generator = torch.Generator().manual_seed(seed * 1000 + self.hooks.rank)
+        if config.data.patch % 4:
+            raise SasiError(f"data.patch must be a multiple of 4, got {config.data.patch}")
+        self.dataset = load_dataset(config.data.dataset)
+        self.data = TrainingData(config, self.dataset, self.device)
+        self.n_classes = len(self.data.classes) + 1
+        net = SasiNet.build(config.model.name, self.n_classes, config.data.patch,
+                            config.pretrain.contrastive.projection_dim, config.model.channels).to(self.device)
+        self.net = net
+        self.model = self.hooks.prepare_model(net)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr)
+        self.loss = SegmentationLoss.from_config(config.loss)
+        self.step = 0
+        self.ssl_steps = 0
+        self.history: list[dict[str, float]] = []
+        if self.hooks.resume_from is not None:
+            self._load(self.hooks.resume_from)
+
+    # ---- batches -------------------------------------------------------------------------
+    def _amp(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.train.amp and self.device.type == "cuda")
+
+    def supervised_batch(self) -> tuple[Tensor, Tensor]:
+        cfg = self.config.data
+        b = self.config.train.batch_size
+        centres = _supervised_centres(self.data, b, self.generator)
+        shift = (torch.rand(b, 3, generator=self.generator) * 2 - 1) * cfg.shift_fraction * cfg.patch
+        rot = (random_rotations if cfg.rotate else random_flips)(b, self.generator, self.device)
+        image, mask = crop(self.data.volume, (centres + shift).to(self.device), cfg.patch, rot, self.data.labels)
+        if self.config.infill.enabled:
+            image, mask = volume_infill(image, mask, self.n_classes, self.config.infill, self.generator)
+        return image, mask
+
+    def window_batch(self) -> Tensor:
+        b = self.config.pretrain.batch_size
+        idx = torch.randint(len(self.data.windows), (b,), generator=self.generator)
+        image, _ = crop(self.data.volume, self.data.windows[idx].to(self.device), self.config.data.patch)
+        return image
+
+    # ---- steps ---------------------------------------------------------------------------
+    def _consistency_terms(self, x: Tensor) -> tuple[Tensor, Any]:
+        """Append T(x) to the batch; return the enlarged batch and the transform."""
+        cfg = self.config.consistency
+        t = sample_transform(self.generator, x.shape[-3:], cfg.max_shift, cfg.flips, cfg.rotations)
+        return torch.cat([x, t.apply(x)]), t
+
+    def _consistency_loss(self, logits: Tensor, transformed: Tensor, t) -> Tensor:
+        cfg = self.config.consistency
+        target, weight = consistency_target(logits.detach(), t, cfg.target, cfg.confidence)
+        return self.loss(transformed, target, weight).total
+
+    def supervised_step(self) -> dict[str, float]:
+        x, mask = self.supervised_batch()
+        consistency = self.config.consistency.active(self.step, self.config.train.iterations)
+        if consistency:
+            x, t = self._consistency_terms(x)
+        with self._amp():
+            logits = self.model(x).float()
+        b = mask.shape[0]
+        parts = self.loss(logits[:b], mask)
+        total = parts.total
+        metrics = {"loss": 0.0, "dice": parts.dice.item(), "focal": parts.focal.item()}
+        if consistency:
+            cons = self._consistency_loss(logits[:b], logits[b:], t)
+            total = total + self.config.consistency.weight * cons
+            metrics["consistency"] = cons.item()
+        self._backward(total)
+        metrics["loss"] = total.item()
+        return metrics
+
+    def ssl_step(self) -> dict[str, float]:
+        """NT-Xent on two infill views of unlabelled windows (+ consistency on the first view)."""
+        windows = self.window_batch()
+        views_cfg = replace(self.config.infill, enabled=True)
+        v1, _ = volume_infill(windows, None, self.n_classes, views_cfg, self.generator)
+        v2, _ = volume_infill(windows, None, self.n_classes, views_cfg, self.generator)
+        b = windows.shape[0]
+        x = torch.cat([v1, v2])
+        consistency = self.config.consistency.enabled
+        if consistency:
+            x_t, t = self._consistency_terms(v1)
+            x = torch.cat([x, x_t[b:]])
+        with self._amp():
+            logits, z = self.model(x, project=True)
+        loss = nt_xent(z[:b].float(), z[b:2 * b].float(), self.config.pretrain.contrastive.temperature)
+        metrics = {"ssl_contrastive": loss.item()}
+        if consistency:
+            cons = self._consistency_loss(logits[:b].float(), logits[2 * b:].float(), t)
+            loss = loss + self.config.consistency.weight * cons
+            metrics["ssl_consistency"] = cons.item()
+        self._backward(loss)
+        self.ssl_steps += 1
+        return metrics
+
+    def _backward(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise SasiError(f"loss became {loss.item()} at iteration {self.step}; lower train.lr")
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+
+    # ---- schedule ------------------------------------------------------------------------
+    def iss_steps(self) -> int:
+        p = self.config.pretrain
+        if p.schedule != "initial":
+            return 0
+        return p.epochs * math.ceil(len(self.data.windows) / (p.batch_size * self.hooks.world_size))
+
+    def pss_due(self) -> bool:
+        p = self.config.pretrain
+        return (p.schedule == "periodic" and self.step > 0 and self.step % p.period == 0
+                and self.step < p.until * self.config.train.iterations)
+
+    def validate(self) -> dict[str, float]:
+        names = self.dataset.splits.get("val", [])
+        name = self.config.data.val_tomogram or (names[0] if names else "")
+        if not name or self.hooks.rank != 0:
+            return {}
+        tomo = self.dataset.tomogram(name)
+        d = self.config.detect
+        found = detect(self.net.backbone, tomo.data, self.data.classes, self.dataset.voxel_size, name,
+                       tile=d.tile, margin=d.margin, connectivity=d.connectivity, min_size=d.min_size,
+                       device=self.device, amp=self.config.train.amp)
+        shrec = score_on_dataset(self.dataset, found.particles, [name], rule="shrec")
+        dist = score_on_dataset(self.dataset, found.particles, [name], rule="distance")
+        return {"val_f1": shrec.micro.f1, "val_precision": shrec.micro.precision, "val_recall": shrec.micro.recall,
+                "val_macro_f1_distance": dist.macro_f1, "val_picks": float(found.particles.num_rows)}
+
+    def run(self) -> FitResult:
+        from tqdm import tqdm
+
+        cfg = self.config.train
+        iss = self.iss_steps()
+        bar = tqdm(total=iss + cfg.iterations, initial=min(self.ssl_steps, iss) + self.step,
+                   disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
+        started = time.perf_counter()
+        while self.ssl_steps < iss:
+            bar.set_postfix(self.ssl_step(), refresh=False)
+            bar.update()
+        running: dict[str, float] = {}
+        while self.step < cfg.iterations:
+            if self.pss_due():
+                for _ in range(self.config.pretrain.phase_steps):
+                    self.ssl_step()
+            metrics = self.supervised_step()
+            self.step += 1
+            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in metrics.items()}
+            bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()}, refresh=False)
+            bar.update()
+            last = self.step == cfg.iterations
+            if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
+                self._report(running, started, checkpoint=last or self._checkpoint_due())
+            elif self._checkpoint_due():
+                self._report(running, started, checkpoint=True, evaluate=False)
+        bar.close()
+        return FitResult(self.net, self.history, self.data.classes)
+
+    def _checkpoint_due(self) -> bool:
+        every = self.config.train.checkpoint_every
+        return bool(every) and self.step % every == 0
+
+    def _report(self, running: dict[str, float], started: float, checkpoint: bool, evaluate: bool = True) -> None:
+        metrics = {"iteration": float(self.step), **{f"train_{k}": v for k, v in running.items()},
+                   "elapsed_s": time.perf_counter() - started}
+        if evaluate:
+            metrics.update(self.validate())
+            self.history.append(metrics)
+        if checkpoint and self.hooks.rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                self.save(Path(tmp))
+                self.hooks.report(metrics, Path(tmp))
+        else:
+            self.hooks.report(metrics, None)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"model": self.net.state_dict(), "optimiser": self.optimiser.state_dict(), "step": self.step,
+                 "ssl_steps": self.ssl_steps, "generator": self.generator.get_state(),
+                 "torch_rng": torch.get_rng_state(), "history": self.history,
+                 "config": to_dict(self.config), "classes": self.data.classes,
+                 "voxel_size": self.dataset.voxel_size}
+        torch.save(state, folder / CHECKPOINT)
+        return folder / CHECKPOINT
+
+    def _load(self, folder: Path) -> None:
+        state = torch.load(Path(folder) / CHECKPOINT, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.step, self.ssl_steps = state["step"], state["ssl_steps"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = state["history"]
+
+
+def fit(config: SasiConfig, hooks: Hooks | None = None, progress: bool = True) -> FitResult:
+    """Train SaSi as configured; returns the model and the validation history."""
+    return Trainer(config, hooks, progress).run()
