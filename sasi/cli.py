@@ -94,6 +94,90 @@ def evaluate(
             tmp.write_text(json.dumps(scores.to_dict(), indent=2))
 
 
+def _storage(storage: Optional[str]) -> str:
+    import os
+
+    return storage or os.environ.get("SASI_STORAGE") or str(Path("runs/ray").resolve())
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="SasiConfig YAML.")],
+    workers: Annotated[int, typer.Option(help="Ray Train workers (0: in this process, without Ray).")] = 1,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker (0: CPU).")] = 0.0,
+    storage: Annotated[Optional[str], typer.Option(help="Checkpoint root (default $SASI_STORAGE or runs/ray).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (the same name resumes; default: config name).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI; none: no MLflow).")] = None,
+) -> None:
+    """Train one configuration, distributed with Ray Train (DDP) or in-process."""
+    import os
+
+    from sasi.config import load_config, to_dict
+    from sasi.platform import tracking
+    from sasi.platform.runtime import init_ray
+    from sasi.platform.train import run_training
+    from sasi.train.config import SasiConfig
+
+    cfg = load_config(SasiConfig, config)
+    root, run_name = _storage(storage), name or cfg.name
+    uri, run_id = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), None
+    if uri:
+        uri = tracking.resolve_tracking_uri(uri, root)
+        run_id = tracking.parent_run(uri, tracking.ensure_experiment(uri), run_name, {"kind": "train"})
+        tracking.log_params(uri, run_id, tracking.flatten(to_dict(cfg)))
+    if workers > 0:
+        init_ray()
+    outcome = run_training(cfg, workers, gpus_per_worker, root, run_name, uri, run_id)
+    if uri and run_id:
+        tracking.set_tags(uri, run_id, {"checkpoint": outcome.checkpoint})
+        tracking.finish(uri, run_id)
+    shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k.startswith("val_") or k == "iteration"}
+    console.print(f"[green]done[/] checkpoint {outcome.checkpoint} · {shown}")
+
+
+@app.command()
+def tune(
+    space: Annotated[Path, typer.Argument(help="Search-space YAML (search_spaces/*.yaml).")],
+    trials: Annotated[int, typer.Option(help="Number of trials.")] = 8,
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial (fractions share a GPU; 0: CPU).")] = 0.0,
+    workers_per_trial: Annotated[int, typer.Option(help="Ray Train workers per trial.")] = 1,
+    scheduler: Annotated[str, typer.Option(help="asha (early stopping) or none.")] = "asha",
+    storage: Annotated[Optional[str], typer.Option(help="Results root (default $SASI_STORAGE or runs/ray).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite in storage).")] = None,
+    seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted search (Tuner.restore).")] = False,
+) -> None:
+    """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), tracked in MLflow."""
+    from sasi.platform.runtime import init_ray
+    from sasi.platform.search_space import load_search_space
+    from sasi.platform.tune import run_search
+
+    if scheduler not in ("asha", "none"):
+        raise SasiError(f"--scheduler must be asha or none, got {scheduler!r}")
+    parsed = load_search_space(space)
+    init_ray()
+    out = run_search(parsed, trials, gpus_per_trial, None if scheduler == "none" else scheduler, _storage(storage),
+                     tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed)
+    console.print(f"[green]best[/] {parsed.metric} = {out.best_metrics.get(parsed.metric)} with {out.best_config}")
+    console.print(f"results: {out.path}")
+
+
+@app.command()
+def ablate(
+    suite: Annotated[Path, typer.Argument(help="Ablation suite YAML (ablations/*.yaml).")],
+    storage: Annotated[Optional[str], typer.Option(help="Results root (default $SASI_STORAGE or runs/ray).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite in storage).")] = None,
+    quick: Annotated[bool, typer.Option(help="Tiny budget (CPU check of the whole suite).")] = False,
+) -> None:
+    """Run an ablation grid (variants × shots × seeds) as one Tune run; prints mean ± 95% CI."""
+    from sasi.platform.ablate import load_suite, run_suite
+    from sasi.platform.runtime import init_ray
+
+    parsed = load_suite(suite)
+    init_ray()
+    run_suite(parsed, _storage(storage), tracking_uri, quick=quick, console=console)
+
+
 def main() -> None:
     """Console entry point: bad input prints one line to stderr and exits with status 1."""
     try:

@@ -55,7 +55,7 @@ def fast_wedge(volume: np.ndarray, voxel_size: float, *, snr: float, rng: np.ran
 
 def tilt_series(volume: np.ndarray, voxel_size: float, *, snr: float, rng: np.random.Generator,
                 tilt_range: float = 60.0, tilt_step: float = 3.0, defocus_um: float = 3.0,
-                defocus_spread_um: float = 0.2, device: str = "cpu") -> np.ndarray:
+                defocus_spread_um: float = 0.2, device: str | None = None) -> np.ndarray:
     """Project each tilt, apply per-tilt CTF and noise, back-project (teamtomo torch-fourier-slice).
 
     The volume is padded to a cube for projection and cropped back. ``snr`` is per projection.
@@ -66,6 +66,7 @@ def tilt_series(volume: np.ndarray, voxel_size: float, *, snr: float, rng: np.ra
     from torch_ctf import calculate_ctf_2d
     from torch_fourier_slice import backproject_2d_to_3d, project_3d_to_2d
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     side = max(volume.shape)
     pads = [((side - s) // 2, side - s - (side - s) // 2) for s in volume.shape]
     cube = torch.as_tensor(np.pad(volume, pads), dtype=torch.float32, device=device)

@@ -1,0 +1,150 @@
+"""Few-shot benchmark (recipe shrec-like-v1): train on one tomogram with N labelled points per class,
+test on the held-out tomograms; SHREC localisation F1 (mean over test tomograms) per method, N and seed.
+
+    python benchmarks/fewshot.py --recipe shrec-like-v1 --iterations 2000 --parallel 4   # GPU
+    python benchmarks/fewshot.py --quick                                                # CPU, minutes
+
+Prints a table and writes JSON (+ an F1-vs-shots PNG) to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import multiprocessing as mp
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stats import mean_ci  # noqa: E402
+
+
+def one_run(job: dict) -> dict:
+    """Train one (method, shots, seed) and score it on every test tomogram."""
+    import torch
+
+    from sasi.dataset import load_dataset, score_on_dataset
+    from sasi.detect import detect
+    from sasi.presets import preset_config
+    from sasi.train.loop import fit
+
+    torch.set_num_threads(job["threads"])
+    config = preset_config(job["method"], {
+        "data": {"dataset": job["dataset"], "shots": job["shots"], "fewshot_seed": job["seed"]},
+        "train": {"iterations": job["iterations"], "seed": job["seed"], "eval_every": 0, "batch_size": job["batch"]},
+        "model": {"channels": job["channels"]},
+    })
+    started = time.perf_counter()
+    result = fit(config, progress=False)
+    train_s = time.perf_counter() - started
+    ds = load_dataset(job["dataset"])
+    device = next(result.model.parameters()).device
+    f1s, dist = [], []
+    for name in ds.names("test"):
+        tomo = ds.tomogram(name)
+        found = detect(result.model.backbone, tomo.data, ds.classes, ds.voxel_size, name, device=device,
+                       amp=config.train.amp)
+        f1s.append(score_on_dataset(ds, found.particles, [name], rule="shrec").micro.f1)
+        dist.append(score_on_dataset(ds, found.particles, [name], rule="distance").macro_f1)
+    return {**{k: job[k] for k in ("method", "shots", "seed")}, "test_f1": float(np.mean(f1s)),
+            "test_f1_per_tomogram": f1s, "test_macro_f1_distance": float(np.mean(dist)),
+            "val_f1": result.final.get("val_f1"), "train_s": train_s}
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in runs):
+        for shots in sorted({r["shots"] for r in runs}):
+            sel = [r for r in runs if r["method"] == method and r["shots"] == shots]
+            if sel:
+                m, h = mean_ci([r["test_f1"] for r in sel])
+                md, hd = mean_ci([r["test_macro_f1_distance"] for r in sel])
+                rows.append({"method": method, "shots": shots, "n": len(sel), "f1_mean": m, "f1_ci95": h,
+                             "macro_f1_distance_mean": md, "macro_f1_distance_ci95": hd})
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    for method in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == method]
+        ax.errorbar([r["shots"] for r in sel], [r["f1_mean"] for r in sel], yerr=[r["f1_ci95"] for r in sel],
+                    marker="o", capsize=3, label=method)
+    ax.set_xlabel("labelled particles per class (N)")
+    ax.set_ylabel("localisation F1 (SHREC rule), mean ± 95% CI")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="shrec-like-v1")
+    p.add_argument("--data", default="/tmp/sasi-bench", help="where generated data lives (outside the repo)")
+    p.add_argument("--methods", nargs="+", default=["sasi", "sasi-star", "df-cc3d"])
+    p.add_argument("--shots", nargs="+", type=int, default=[3, 5, 10])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--channels", nargs=3, type=int, default=[32, 48, 64])
+    p.add_argument("--parallel", type=int, default=1, help="runs at once (processes sharing the GPU)")
+    p.add_argument("--quick", action="store_true", help="CPU: tiny recipe, small model, 1 seed")
+    p.add_argument("--out", default="benchmarks/results/fewshot.json")
+    args = p.parse_args()
+    if args.quick:
+        args.recipe, args.iterations, args.batch, args.channels = "tiny-v1", 150, 4, [8, 12, 16]
+        args.seeds, args.shots, args.methods = [0], [3, 5], ["sasi-star", "df-cc3d"]
+
+    import torch
+
+    from sasi.dataset import load_dataset
+    from sasi.simulate import get_recipe, simulate_dataset
+
+    data = Path(args.data) / args.recipe
+    if not (data / "dataset.yaml").exists():
+        recipe = get_recipe(args.recipe)
+        t0 = time.perf_counter()
+        simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name)
+        print(f"simulated {args.recipe} in {time.perf_counter() - t0:.1f} s")
+    ds = load_dataset(data)
+    threads = max(1, (mp.cpu_count() or 2) // args.parallel)
+    jobs = [{"method": m, "shots": n, "seed": s, "dataset": str(data), "iterations": args.iterations,
+             "batch": args.batch, "channels": args.channels, "threads": threads}
+            for n in args.shots for s in args.seeds for m in args.methods]
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = []
+    with mp.get_context("spawn").Pool(args.parallel) as pool:
+        for r in pool.imap_unordered(one_run, jobs):
+            runs.append(r)
+            print(f"{r['method']:>10} N={r['shots']:<2} seed={r['seed']} test F1 {r['test_f1']:.3f} "
+                  f"({r['train_s']:.0f} s)", flush=True)
+            out.with_suffix(".partial.json").write_text(json.dumps(runs, indent=1))  # survives a time-out
+    rows = summarise(runs)
+    print(f"\n{'method':>10} {'N':>3}  F1 (SHREC, mean ± 95% CI)   macro F1 (distance)")
+    for r in rows:
+        print(f"{r['method']:>10} {r['shots']:>3}  {r['f1_mean']:.3f} ± {r['f1_ci95']:.3f}"
+              f"              {r['macro_f1_distance_mean']:.3f} ± {r['macro_f1_distance_ci95']:.3f}")
+    meta = {"recipe": args.recipe, "classes": ds.classes, "iterations": args.iterations, "batch": args.batch,
+            "channels": args.channels, "parallel": args.parallel, "wall_s": time.perf_counter() - started,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "torch": torch.__version__, "date": datetime.date.today().isoformat()}
+    out.write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
+    plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Ablation suites: variants × shots × seeds as one Tune grid, summarised as mean ± 95% CI.
+
+Suite YAML (``ablations/*.yaml``)::
+
+    name: components
+    recipe: tiny-v1         # data recipe, simulated into <storage>/data/<recipe>-seed<data_seed> if missing
+    data_seed: 0
+    shots: [3, 5, 10]
+    seeds: [0, 1, 2]        # few-shot draws and training seeds
+    base: {train: {iterations: 400}}        # SasiConfig overrides for every variant
+    variants:
+      sasi: {preset: sasi}
+      no-infill: {preset: sasi, overrides: {infill: {enabled: false}}}
+    resources: {workers: 1, gpus_per_worker: 1}   # optional, per trial
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sasi.config import deep_update, load_yaml, to_dict
+from sasi.errors import SasiError
+from sasi.presets import preset_config
+
+QUICK = {"train": {"iterations": 20, "eval_every": 10, "batch_size": 2}, "data": {"patch": 16},
+         "model": {"channels": [8, 12, 16]}, "pretrain": {"epochs": 1, "batch_size": 4}, "detect": {"min_size": 10}}
+
+
+@dataclass
+class Variant:
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Resources:
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+
+
+@dataclass
+class Suite:
+    name: str
+    recipe: str
+    variants: dict[str, Variant]
+    shots: list[int]
+    seeds: list[int]
+    data_seed: int = 0
+    base: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+
+    def configs(self, dataset: str, extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """Each variant's full config (nested dict): preset + base + variant overrides (+ ``extra``)."""
+        out = {}
+        for name, v in self.variants.items():
+            overrides = deep_update(deep_update(deep_update(self.base, v.overrides), extra or {}),
+                                    {"data": {"dataset": dataset}})
+            try:
+                out[name] = to_dict(preset_config(v.preset, overrides))
+            except SasiError as exc:
+                raise SasiError(f"variant {name!r}: {exc}") from None
+        return out
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse and validate a suite file (one-line errors naming the file and key)."""
+    from sasi.config import from_dict
+
+    data = load_yaml(path)
+    suite = from_dict(Suite, data, path)
+    if not suite.variants or not suite.shots or not suite.seeds:
+        raise SasiError("variants, shots and seeds must be non-empty", path)
+    if any(s < 1 for s in suite.shots):
+        raise SasiError(f"shots must be >= 1, got {suite.shots}", path)
+    from sasi.simulate import get_recipe
+
+    get_recipe(suite.recipe)
+    suite.configs("data")  # validates every variant
+    return suite
+
+
+def ensure_data(suite: Suite, storage: str) -> str:
+    """The suite's dataset under ``<storage>/data``, simulated on first use (local storage only)."""
+    from sasi.simulate import get_recipe, simulate_dataset
+
+    if "://" in storage:
+        raise SasiError("ablation data is generated on local/NFS storage; pass a POSIX --storage")
+    folder = Path(storage) / "data" / f"{suite.recipe}-seed{suite.data_seed}"
+    if not (folder / "dataset.yaml").is_file():
+        recipe = get_recipe(suite.recipe)
+        simulate_dataset(folder, recipe.simulation, recipe.splits, seed=suite.data_seed, recipe=recipe.name,
+                         progress=False)
+    return str(folder.resolve())
+
+
+def results_frame(grid, metric: str = "test_f1"):
+    """One row per trial: variant, shots, seed, test metrics, status."""
+    import pandas as pd
+
+    rows = []
+    for result in grid:
+        cfg, m = result.config or {}, result.metrics or {}
+        rows.append({"variant": cfg.get("variant"), "shots": cfg.get("shots"), "seed": cfg.get("seed"),
+                     "error": str(result.error).splitlines()[0] if result.error else "",
+                     **{k: v for k, v in m.items() if k.startswith(("test_", "val_")) and isinstance(v, (int, float))},
+                     "iteration": m.get("iteration"), "trial_id": m.get("trial_id")})
+    frame = pd.DataFrame(rows)
+    if metric not in frame:
+        frame[metric] = float("nan")
+    return frame.sort_values(["variant", "shots", "seed"]).reset_index(drop=True)
+
+
+def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, quick: bool = False,
+              resume: bool = True, console=None) -> tuple[Any, Any]:
+    """Run the grid as one Tune experiment; returns (per-trial results, summary). Ray must be connected."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from sasi.platform import summary, tracking
+    from sasi.platform.figures import f1_vs_shots
+    from sasi.platform.runtime import trial_resources
+    from sasi.platform.trial import CloseRuns, TrialSpec, trial_driver
+
+    storage = str(Path(storage).resolve())
+    name = f"{suite.name}-quick" if quick else suite.name
+    uri = tracking.resolve_tracking_uri(tracking_uri, storage)
+    experiment = tracking.ensure_experiment(uri)
+    parent = tracking.parent_run(uri, experiment, name, {"kind": "ablation", "recipe": suite.recipe})
+    tracking.log_params(uri, parent, {"recipe": suite.recipe, "data_seed": suite.data_seed, "quick": quick,
+                                      "shots": suite.shots, "seeds": suite.seeds,
+                                      "variants": sorted(suite.variants)})
+    dataset = ensure_data(suite, storage)
+    variants = suite.configs(dataset, QUICK if quick else None)
+    res = trial_resources(suite.resources.workers, suite.resources.gpus_per_worker)
+    spec = TrialSpec(name, storage, uri, experiment, parent, variants=variants, workers=res.workers,
+                     gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"])
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
+    path = f"{storage}/{name}"
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
+                                   resume_unfinished=True)
+    else:
+        space = {"variant": tune.grid_search(sorted(variants)), "shots": tune.grid_search(suite.shots),
+                 "seed": tune.grid_search(suite.seeds)}
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(random_state=0),
+                                        max_concurrent_trials=res.max_concurrent),
+            run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[CloseRuns(uri, experiment)],
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+    grid = tuner.fit()
+    results = results_frame(grid)
+    table = summary.summarise(results)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = summary.write(results, table, path if Path(path).is_dir() else tmp)
+        files.append(f1_vs_shots(table, Path(files[0]).parent / "f1_vs_shots.png"))
+        tracking.log_artifacts(uri, parent, files)
+    for row in table.itertuples(index=False):
+        tracking.log_metrics(uri, parent, {f"test_f1.{row.variant}.{row.shots}shots": row.test_f1_mean})
+    tracking.finish(uri, parent, "FINISHED" if not results["error"].any() else "FAILED")
+    if console is not None:
+        console.print(summary.rich_table(table, title=f"{name}: test F1 (mean ± 95% CI over seeds)"))
+        console.print(f"results: {path}/results.parquet · summary: {path}/summary.md · MLflow: {uri}")
+    return results, table

@@ -1,0 +1,56 @@
+"""PNG figures for tracking: training curves of a run and F1 against shots for a suite."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
+    """Training losses (left) and validation scores (right) against the iteration."""
+    frame = pd.DataFrame(list(history))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    if not frame.empty and "iteration" in frame:
+        for column in sorted(c for c in frame if c.startswith("train_")):
+            left.plot(frame["iteration"], frame[column], marker="o", ms=3, label=column[len("train_"):])
+        for column in ("val_f1", "val_precision", "val_recall"):
+            if column in frame:
+                right.plot(frame["iteration"], frame[column], marker="o", ms=3, label=column)
+    left.set(xlabel="iteration", ylabel="loss", title="training")
+    if left.lines and (frame.filter(like="train_") > 0).all().all():
+        left.set_yscale("log")
+    right.set(xlabel="iteration", ylabel="score", ylim=(0, 1.02), title="validation")
+    for ax in (left, right):
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def f1_vs_shots(summary: pd.DataFrame, path: str | Path, metric: str = "test_f1") -> Path:
+    """Mean ± 95% CI of ``metric`` per variant against the number of shots (from :func:`summarise`)."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for variant, rows in summary.groupby("variant", sort=True):
+        rows = rows.sort_values("shots")
+        ax.errorbar(rows["shots"], rows[f"{metric}_mean"], yerr=rows[f"{metric}_ci95"].fillna(0),
+                    marker="o", capsize=3, label=str(variant))
+    ax.set(xlabel="shots per class", ylabel=f"{metric} (mean ± 95% CI)", ylim=(0, 1.02))
+    ax.set_xticks(sorted(summary["shots"].unique()))
+    ax.legend(fontsize=8)
+    return _save(fig, path)

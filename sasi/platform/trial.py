@@ -1,0 +1,121 @@
+"""The Tune trial driver: config → MLflow child run → TorchTrainer → test scoring → artifacts.
+
+A trial is a light Tune function (``trial_driver``) that launches a Ray Train run named from stable IDs
+(``f"{suite}-{trial_id}"``), so a restarted trial resumes from that run's checkpoints. Callbacks here
+run in the suite driver: :class:`CloseRuns` leaves no MLflow run RUNNING when Tune stops or fails a trial.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sasi.config import deep_update, dotted_to_nested, from_dict, save_config, to_dict
+from sasi.train.config import SasiConfig
+
+COMPLETED = "trial_completed"  # reported (1.0) only by a trial that trained to the end and was tested
+GRID_KEYS = ("variant", "shots", "seed")
+
+
+@dataclass
+class TrialSpec:
+    """Everything a trial driver needs besides its sampled parameters (pickled into each trial)."""
+
+    suite: str
+    storage: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    base: dict[str, Any] = field(default_factory=dict)  # nested SasiConfig dict (search)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # nested dicts per variant (ablation)
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    split: str = "test"
+
+    def trial_config(self, params: dict[str, Any]) -> SasiConfig:
+        """Variant (or base) + grid values (shots, seed) + sampled dotted parameters, validated."""
+        variant = params.get("variant")
+        tree = self.variants[variant] if variant is not None else self.base
+        dotted = {k: v for k, v in params.items() if k not in GRID_KEYS}
+        if "shots" in params:
+            dotted["data.shots"] = params["shots"]
+        if "seed" in params:
+            dotted["data.fewshot_seed"] = dotted["train.seed"] = params["seed"]
+        tree = deep_update(tree, dotted_to_nested(dotted))
+        tree["name"] = variant or self.suite
+        return from_dict(SasiConfig, tree, f"trial of {self.suite}")
+
+
+def _log_setup(spec: TrialSpec, run_id: str, config: SasiConfig, params: dict[str, Any], tmp: Path) -> None:
+    from sasi.platform import tracking
+
+    uri = spec.tracking_uri
+    tracking.log_params(uri, run_id, {**tracking.flatten(to_dict(config)),
+                                      **{f"sampled.{k}": v for k, v in params.items()}})
+    tracking.set_tags(uri, run_id, {"seed": config.train.seed, "fewshot_seed": config.data.fewshot_seed,
+                                    "shots": config.data.shots})
+    tracking.log_artifacts(uri, run_id, [save_config(config, tmp / "config.yaml")])
+
+
+def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
+    """One Tune trial (runs as a Tune function actor)."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from sasi.platform import tracking
+    from sasi.platform.evaluation import evaluate_checkpoint
+    from sasi.platform.train import local_checkpoint, run_training
+
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    config = spec.trial_config(params)
+    uri = spec.tracking_uri
+    tags = {k: params[k] for k in GRID_KEYS if k in params}
+    run_id = tracking.child_run(uri, spec.experiment_id, spec.parent_run_id, trial_id, ctx.get_trial_name(),
+                                {**tags, "variant": params.get("variant", config.name)})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            _log_setup(spec, run_id, config, params, Path(tmp))
+            outcome = run_training(config, spec.workers, spec.gpus_per_worker, spec.storage, f"{spec.suite}-{trial_id}",
+                                   uri, run_id, cpus_per_worker=spec.cpus_per_worker,
+                                   max_failures=spec.max_failures, callbacks=[TuneReportCallback()])
+            if outcome.checkpoint is None:
+                raise RuntimeError("training finished without a checkpoint")
+            report = evaluate_checkpoint(local_checkpoint(outcome.checkpoint, Path(tmp) / "ckpt"),
+                                         Path(tmp) / "out", spec.split)
+            tracking.log_metrics(uri, run_id, report.metrics, step=config.train.iterations)
+            tracking.log_artifacts(uri, run_id, report.files)
+            tracking.set_tags(uri, run_id, {"checkpoint": outcome.checkpoint})
+        final = {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))}
+        tune.report({**final, **report.metrics, "iteration": float(config.train.iterations), COMPLETED: 1.0})
+    except BaseException:
+        tracking.finish(uri, run_id, "FAILED")
+        raise
+    tracking.finish(uri, run_id, "FINISHED")
+
+
+class CloseRuns(tune.Callback):
+    """In the suite driver: a trial Tune stopped (scheduler) or gave up on closes its MLflow run."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str):
+        self.uri, self.experiment_id = tracking_uri, experiment_id
+
+    def _close(self, trial, status: str) -> None:
+        from sasi.platform import tracking
+
+        run_id = tracking.trial_run_id(self.uri, self.experiment_id, trial.trial_id)
+        if run_id and tracking.run_status(self.uri, run_id) == "RUNNING":
+            if status == "KILLED":
+                tracking.set_tags(self.uri, run_id, {"sasi.stopped_early": "true"})
+            tracking.finish(self.uri, run_id, status)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._close(trial, "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._close(trial, "FAILED")

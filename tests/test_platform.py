@@ -1,0 +1,257 @@
+"""Ray orchestration on CPU with real Ray, Tune, Train, Optuna and MLflow (tiny configs, ~20 s per trial).
+
+Order matters for speed only: the in-process test runs before the module's Ray cluster starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from sasi.config import to_dict
+from sasi.presets import preset_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60"}
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    """tiny-v1 at (32, 64, 64): 1 train, 1 val, 2 test tomograms."""
+    from sasi.simulate import get_recipe, simulate_dataset
+
+    recipe = get_recipe("tiny-v1")
+    out = tmp_path_factory.mktemp("platform") / "tiny"
+    simulate_dataset(out, replace(recipe.simulation, shape=(32, 64, 64)), recipe.splits, seed=0,
+                     recipe=recipe.name, progress=False)
+    return str(out)
+
+
+def tiny_overrides(dataset: str, **train) -> dict:
+    return {"data": {"dataset": dataset, "shots": 2, "patch": 16}, "model": {"channels": [8, 12, 16]},
+            "train": {"iterations": 6, "eval_every": 3, "batch_size": 2, "device": "cpu", **train},
+            "detect": {"min_size": 10}}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    os.environ.update(ENV)
+    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _runs(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sasi")
+    return client, client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+# ---- no Ray -------------------------------------------------------------------------------------
+
+def test_workers_zero_trains_in_process_without_ray(data, tmp_path):
+    import ray
+
+    from sasi.platform.evaluation import evaluate_checkpoint
+    from sasi.platform.train import run_training
+
+    config = preset_config("df-cc3d", tiny_overrides(data, iterations=4, eval_every=2))
+    outcome = run_training(config, 0, 0, tmp_path, "solo")
+    assert not ray.is_initialized()
+    assert outcome.checkpoint is not None and (Path(outcome.checkpoint) / "checkpoint.pt").is_file()
+    assert outcome.metrics["iteration"] == 4 and "val_f1" in outcome.metrics
+    report = evaluate_checkpoint(outcome.checkpoint, tmp_path / "eval")
+    assert 0 <= report.metrics["test_f1"] <= 1 and len(report.history) == 2
+    assert {p.name for p in report.files} == {"predictions.parquet", "predictions.star", "slice.png",
+                                              "training_curves.png"}
+
+
+def test_suite_file_validation(tmp_path):
+    from sasi.errors import SasiError
+    from sasi.platform.ablate import load_suite
+
+    for name in ("smoke.yaml", "components.yaml"):
+        assert load_suite(ROOT / "ablations" / name).variants
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nrecipe: tiny-v1\nshots: [3]\nseeds: [0]\nvariants: {a: {preset: nope}}\n")
+    with pytest.raises(SasiError, match="unknown preset"):
+        load_suite(bad)
+
+
+def test_child_runs_are_reused_by_trial_id(tmp_path):
+    from sasi.platform import tracking
+
+    uri = tracking.resolve_tracking_uri(None, tmp_path)
+    assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    exp = tracking.ensure_experiment(uri)
+    parent = tracking.parent_run(uri, exp, "suite")
+    first = tracking.child_run(uri, exp, parent, "t1", "trial")
+    tracking.finish(uri, first, "FAILED")
+    assert tracking.child_run(uri, exp, parent, "t1", "trial") == first  # a restart reuses it
+    assert tracking.parent_run(uri, exp, "suite") == parent
+    client, runs = _runs(uri)
+    assert len(runs) == 2 and client.get_run(first).info.status == "RUNNING"
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
+
+def _space(data: str, name: str, folder: Path, **train):
+    """A 2-parameter space written as YAML (so a subprocess driver can load it too)."""
+    import yaml
+
+    from sasi.platform.search_space import load_search_space
+
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "preset": "df-cc3d", "base": tiny_overrides(data, **train),
+        "parameters": {"train.lr": {"type": "log", "low": 1e-4, "high": 1e-2},
+                       "loss.dice_weight": {"type": "choice", "values": [5.0, 20.0]}}}))
+    return load_search_space(path)
+
+
+def test_search_mlflow_layout_and_stopped_trial_is_pruned(ray_session, data, tmp_path):
+    import optuna
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from sasi.platform.tune import run_search
+
+    class StopFirstReporter(FIFOScheduler):
+        """Stops whichever trial reports first, as ASHA would stop a weak trial at its first rung."""
+
+        victim = None
+
+        def on_trial_result(self, tune_controller, trial, result):
+            self.victim = self.victim or trial.trial_id
+            return TrialScheduler.STOP if trial.trial_id == self.victim else TrialScheduler.CONTINUE
+
+    scheduler = StopFirstReporter()
+    started = time.perf_counter()
+    out = run_search(_space(data, "search", tmp_path), 3, 0.0, scheduler, str(tmp_path))
+    print(f"3-trial search: {time.perf_counter() - started:.1f} s")
+    uri = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    client, runs = _runs(uri)
+    parents = [r for r in runs if r.data.tags.get("sasi.role") == "suite"]
+    children = [r for r in runs if r.data.tags.get("sasi.role") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    status = {c.data.tags["ray.trial_id"]: c.info.status for c in children}
+    assert status.pop(scheduler.victim) == "KILLED" and set(status.values()) == {"FINISHED"}
+    done = [c for c in children if c.info.status == "FINISHED"]
+    for run in done:
+        assert {"train.lr", "sampled.train.lr", "data.shots"} <= set(run.data.params)
+        assert {"git_sha", "version.ray", "checkpoint", "seed"} <= set(run.data.tags)
+        assert {"test_f1", "val_f1", "train_loss"} <= set(run.data.metrics)
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+            "config.yaml", "predictions.parquet", "predictions.star", "slice.png", "training_curves.png"}
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path.resolve()}/search-optuna.db")
+    states = {t.user_attrs["ray_trial_id"]: t.state for t in study.trials}
+    assert states.pop(scheduler.victim) == optuna.trial.TrialState.PRUNED
+    assert set(states.values()) == {optuna.trial.TrialState.COMPLETE}
+    assert len(out.results) == 3 and out.best_metrics["trial_completed"] == 1.0
+
+
+def test_failed_worker_is_retried_from_checkpoint(ray_session, data, tmp_path):
+    from sasi.platform import tracking
+    from sasi.platform.train import run_training
+
+    config = preset_config("df-cc3d", tiny_overrides(data, eval_every=0, checkpoint_every=2))
+    uri = tracking.resolve_tracking_uri(None, tmp_path)
+    run_id = tracking.parent_run(uri, tracking.ensure_experiment(uri), "retry")
+    marker = tmp_path / "failed-once"
+    outcome = run_training(config, 1, 0, tmp_path, "retry", uri, run_id, max_failures=1, fail_once=str(marker))
+    assert marker.exists()  # the injected failure happened
+    state = torch.load(Path(outcome.checkpoint) / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 6
+    client, _ = _runs(uri)
+    steps = [m.step for m in client.get_metric_history(run_id, "iteration")]
+    assert steps == [2, 4, 6]  # resumed at 2; a restart from scratch would log step 2 twice
+
+
+def test_resume_after_killed_driver_has_no_duplicate_runs(ray_session, data, tmp_path):
+    from sasi.platform.tune import run_search
+
+    space = _space(data, "resume", tmp_path, checkpoint_every=3)
+    script = (f"import ray; ray.init(address={ray_session.get_runtime_context().gcs_address!r});"
+              "from sasi.platform.search_space import load_search_space;"
+              "from sasi.platform.tune import run_search;"
+              f"run_search(load_search_space({space.source!r}), 2, 0.0, None, {str(tmp_path)!r})")
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **ENV},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not list(tmp_path.glob("resume-*/checkpoint_*")) and time.time() < deadline:
+        time.sleep(1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert list(tmp_path.glob("resume-*/checkpoint_*")), "the driver never reached a checkpoint"
+    run_search(space, 2, 0.0, None, str(tmp_path), resume=True)
+    _, runs = _runs(f"sqlite:///{tmp_path.resolve()}/mlflow.db")
+    children = [r for r in runs if r.data.tags.get("sasi.role") == "trial"]
+    ids = [r.data.tags["ray.trial_id"] for r in children]
+    assert len(ids) == len(set(ids)) == 2
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_http(url: str, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_smoke_suite_as_ray_job(tmp_path):
+    """`ray start --head` + `ray job submit --working-dir . -- sasi ablate ablations/smoke.yaml`."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, **ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    port, dash = _free_port(), _free_port()
+    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    storage = tmp_path / "results"
+    try:
+        started = time.perf_counter()
+        _wait_for_http(f"http://127.0.0.1:{dash}/api/version", timeout=120)
+        print(f"head up: {time.perf_counter() - started:.1f} s")
+        job = subprocess.run(
+            [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
+             "--", "sasi", "ablate", "ablations/smoke.yaml", "--storage", str(storage)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        print(f"smoke suite as a Ray job: {time.perf_counter() - started:.1f} s")
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+    results = pd.read_parquet(storage / "smoke" / "results.parquet")
+    assert sorted(results["variant"]) == ["infill", "supervised-only"] and results["test_f1"].notna().all()
+    assert "| variant | 3 shots |" in (storage / "smoke" / "summary.md").read_text()
+    _, runs = _runs(f"sqlite:///{storage.resolve()}/mlflow.db")
+    assert sorted(r.data.tags.get("sasi.role") for r in runs) == ["suite", "trial", "trial"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
