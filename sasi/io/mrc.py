@@ -40,7 +40,7 @@ def read_mrc(path: str | Path, *, mmap: bool = False, expect_voxel_size: float |
         raise SasiError("file not found", path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # mrcfile warns (not raises) about some header problems
+            warnings.simplefilter("error", RuntimeWarning)  # mrcfile warns (not raises) about bad headers
             opener = mrcfile.mmap if mmap else mrcfile.open
             with opener(path, mode="r", permissive=False) as mrc:
                 data = mrc.data if mmap else np.asarray(mrc.data)
@@ -48,7 +48,7 @@ def read_mrc(path: str | Path, *, mmap: bool = False, expect_voxel_size: float |
                 voxel = (float(vs.x), float(vs.y), float(vs.z))
                 if mmap:
                     data = np.asarray(data)  # materialise before the map closes
-    except (ValueError, OSError, RuntimeWarning, UserWarning) as exc:
+    except (ValueError, OSError, RuntimeWarning) as exc:
         raise SasiError(f"not a readable MRC file ({_first_line(exc)})", path) from None
     if data is None or data.ndim != 3:
         ndim = None if data is None else data.ndim
