@@ -101,10 +101,19 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=1, help="runs at once (processes sharing the GPU)")
     p.add_argument("--quick", action="store_true", help="CPU: tiny recipe, small model, 1 seed")
     p.add_argument("--out", default="benchmarks/results/fewshot.json")
+    p.add_argument("--merge", nargs="+", help="only summarise runs from these JSON files (no training)")
     args = p.parse_args()
     if args.quick:
         args.recipe, args.iterations, args.batch, args.channels = "tiny-v1", 150, 4, [8, 12, 16]
         args.seeds, args.shots, args.methods = [0], [3, 5], ["sasi-star", "df-cc3d"]
+    if args.merge:
+        runs = []
+        for path in args.merge:
+            body = json.loads(Path(path).read_text())
+            runs += body["runs"] if isinstance(body, dict) else body
+        runs = list({(r["method"], r["shots"], r["seed"]): r for r in runs}.values())  # a re-run replaces
+        report(runs, args, Path(args.out), {"merged_from": [Path(p).name for p in args.merge]})
+        return
 
     import torch
 
@@ -132,15 +141,19 @@ def main() -> None:
             print(f"{r['method']:>10} N={r['shots']:<2} seed={r['seed']} test F1 {r['test_f1']:.3f} "
                   f"({r['train_s']:.0f} s)", flush=True)
             out.with_suffix(".partial.json").write_text(json.dumps(runs, indent=1))  # survives a time-out
+    meta = {"recipe": args.recipe, "classes": ds.classes, "iterations": args.iterations, "batch": args.batch,
+            "channels": args.channels, "parallel": args.parallel, "wall_s": time.perf_counter() - started,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "torch": torch.__version__, "date": datetime.date.today().isoformat()}
+    report(runs, args, out, meta)
+
+
+def report(runs: list[dict], args: argparse.Namespace, out: Path, meta: dict) -> None:
     rows = summarise(runs)
     print(f"\n{'method':>10} {'N':>3}  F1 (SHREC, mean ± 95% CI)   macro F1 (distance)")
     for r in rows:
         print(f"{r['method']:>10} {r['shots']:>3}  {r['f1_mean']:.3f} ± {r['f1_ci95']:.3f}"
               f"              {r['macro_f1_distance_mean']:.3f} ± {r['macro_f1_distance_ci95']:.3f}")
-    meta = {"recipe": args.recipe, "classes": ds.classes, "iterations": args.iterations, "batch": args.batch,
-            "channels": args.channels, "parallel": args.parallel, "wall_s": time.perf_counter() - started,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-            "torch": torch.__version__, "date": datetime.date.today().isoformat()}
     out.write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")

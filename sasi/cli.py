@@ -178,6 +178,37 @@ def ablate(
     run_suite(parsed, _storage(storage), tracking_uri, quick=quick, console=console)
 
 
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder or checkpoint.pt from `sasi train`.")],
+    tomograms: Annotated[list[Path], typer.Argument(help="MRC tomogram(s) at the training voxel size.")],
+    out: Annotated[Path, typer.Option(help="Picks: .parquet, .star or .csv.")] = Path("picks.parquet"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    min_size: Annotated[Optional[int], typer.Option(help="Smallest component (voxels); default from the config.")] = None,
+) -> None:
+    """Detect particles in tomograms with a trained model: segment → argmax → cc3d → centroids."""
+    import pyarrow as pa
+
+    from sasi.detect import detect
+    from sasi.io import read_mrc, write_particles
+    from sasi.train.loop import load_checkpoint, resolve_device
+
+    net, config, state = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    d = config.detect
+    tables, shape = [], None
+    for path in tomograms:
+        tomo = read_mrc(path, expect_voxel_size=state["voxel_size"])
+        shape = tomo.shape
+        found = detect(net.backbone.to(dev), tomo.data, state["classes"], tomo.voxel_size, tomo.name, tile=d.tile,
+                       margin=d.margin, connectivity=d.connectivity,
+                       min_size=d.min_size if min_size is None else min_size, device=dev, amp=config.train.amp)
+        tables.append(found.particles)
+        console.print(f"{path}: {found.particles.num_rows} particles")
+    write_particles(pa.concat_tables(tables), out, voxel_size=state["voxel_size"], shape_zyx=shape)
+    console.print(f"[green]wrote[/] {out}")
+
+
 def main() -> None:
     """Console entry point: bad input prints one line to stderr and exits with status 1."""
     try:

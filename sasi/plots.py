@@ -38,10 +38,10 @@ def slice_with_particles(volume: np.ndarray, truth: pa.Table, voxel_size: float,
     ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_title(title or f"z = {z}" + ("  (o truth, x picks)" if pred is not None else ""))
     ax.set_axis_off()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -240,10 +240,13 @@ def test_smoke_suite_as_ray_job(tmp_path):
         started = time.perf_counter()
         _wait_for_http(f"http://127.0.0.1:{dash}/api/version", timeout=120)
         print(f"head up: {time.perf_counter() - started:.1f} s")
-        job = subprocess.run(
-            [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
-             "--", "sasi", "ablate", "ablations/smoke.yaml", "--storage", str(storage)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        submit = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
+                  "--", "sasi", "ablate", "ablations/smoke.yaml", "--storage", str(storage)]
+        for _ in range(30):  # the job agent comes up a little after the dashboard answers
+            job = subprocess.run(submit, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(2)
         print(f"smoke suite as a Ray job: {time.perf_counter() - started:.1f} s")
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     finally:

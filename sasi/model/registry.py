@@ -27,6 +27,8 @@ class SegmentationModel(Protocol):
 
     def encode(self, x: Tensor) -> Tensor: ...
 
+    def forward_with_bottleneck(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
 
 @dataclass
 class ModelConfig:

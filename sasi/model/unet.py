@@ -84,7 +84,11 @@ class DeepFinderUNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, n_classes, D, H, W)``."""
+        return self.forward_with_bottleneck(x)[0]
+
+    def forward_with_bottleneck(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and bottleneck features from one pass (contrastive + segmentation steps)."""
         b, s1, s2 = self._encode(x)
         d2 = self.dec2(torch.cat([self.up2(self.up(b)), s2], dim=1))
         d1 = self.dec1(torch.cat([self.up1(self.up(d2)), s1], dim=1))
-        return self.head(d1)
+        return self.head(d1), b

@@ -12,6 +12,9 @@ Suite YAML (``ablations/*.yaml``)::
       sasi: {preset: sasi}
       no-infill: {preset: sasi, overrides: {infill: {enabled: false}}}
     resources: {workers: 1, gpus_per_worker: 1}   # optional, per trial
+    # optional too: each Train worker's Ray resources (override/extend CPU and GPU; custom resources make
+    # the autoscaler add the node types that offer them) and a fixed number of trials at once
+    # resources: {workers: 1, per_worker: {CPU: 4, GPU: 1, accel_a10g: 1}, max_concurrent: 4}
 """
 
 from __future__ import annotations
@@ -39,6 +42,21 @@ class Variant:
 class Resources:
     workers: int = 1
     gpus_per_worker: float = 0.0
+    per_worker: dict[str, float] = field(default_factory=dict)  # Ray resources of each Train worker
+    max_concurrent: int | None = None  # trials at once (default: from the cluster, see trial_resources)
+
+    def validate(self, source: object) -> None:
+        if self.workers < 1:
+            raise SasiError(f"resources.workers must be >= 1, got {self.workers}", source)
+        if self.gpus_per_worker < 0:
+            raise SasiError(f"resources.gpus_per_worker must be >= 0, got {self.gpus_per_worker}", source)
+        bad = {k: v for k, v in self.per_worker.items() if v < 0 or not isinstance(k, str) or not k}
+        if bad:
+            raise SasiError(f"resources.per_worker: names must be strings and amounts >= 0, got {bad}", source)
+        if self.gpus_per_worker > 0 and "GPU" in self.per_worker:
+            raise SasiError("give GPUs once: resources.gpus_per_worker or resources.per_worker.GPU", source)
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise SasiError(f"resources.max_concurrent must be >= 1, got {self.max_concurrent}", source)
 
 
 @dataclass
@@ -75,6 +93,7 @@ def load_suite(path: str | Path) -> Suite:
         raise SasiError("variants, shots and seeds must be non-empty", path)
     if any(s < 1 for s in suite.shots):
         raise SasiError(f"shots must be >= 1, got {suite.shots}", path)
+    suite.resources.validate(path)
     from sasi.simulate import get_recipe
 
     get_recipe(suite.recipe)
@@ -134,9 +153,12 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
                                       "variants": sorted(suite.variants)})
     dataset = ensure_data(suite, storage)
     variants = suite.configs(dataset, QUICK if quick else None)
-    res = trial_resources(suite.resources.workers, suite.resources.gpus_per_worker)
+    r = suite.resources
+    res = trial_resources(r.workers, r.gpus_per_worker, r.per_worker, max_concurrent=r.max_concurrent,
+                          trials=len(variants) * len(suite.shots) * len(suite.seeds))
     spec = TrialSpec(name, storage, uri, experiment, parent, variants=variants, workers=res.workers,
-                     gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"])
+                     gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
+                     extra_resources=res.extra)
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
     path = f"{storage}/{name}"
     if resume and tune.Tuner.can_restore(path):
@@ -147,8 +169,9 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
                  "seed": tune.grid_search(suite.seeds)}
         tuner = tune.Tuner(
             trainable, param_space=space,
-            tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(random_state=0),
-                                        max_concurrent_trials=res.max_concurrent),
+            # the generator limits concurrency itself (Tune ignores max_concurrent_trials for it)
+            tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent,
+                                                                         random_state=0)),
             run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[CloseRuns(uri, experiment)],
                                       failure_config=tune.FailureConfig(max_failures=1)),
         )

@@ -6,15 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import torch
 
-from sasi.config import from_dict
 from sasi.dataset import load_dataset, score_on_dataset
 from sasi.detect import detect
 from sasi.io import write_particles
-from sasi.train.config import SasiConfig
-from sasi.train.loop import CHECKPOINT
-from sasi.train.network import SasiNet
+from sasi.train.loop import load_checkpoint
 
 
 @dataclass
@@ -22,16 +18,6 @@ class TestReport:
     metrics: dict[str, float]
     files: list[Path] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def load_checkpoint(folder: str | Path) -> tuple[SasiNet, SasiConfig, dict]:
-    """The network (on CPU, eval mode), its config and the raw checkpoint state."""
-    state = torch.load(Path(folder) / CHECKPOINT, map_location="cpu", weights_only=False)
-    config = from_dict(SasiConfig, state["config"], Path(folder) / CHECKPOINT)
-    net = SasiNet.build(config.model.name, len(state["classes"]) + 1, config.data.patch,
-                        config.pretrain.contrastive.projection_dim, config.model.channels)
-    net.load_state_dict(state["model"])
-    return net.eval(), config, state
 
 
 def evaluate_checkpoint(folder: str | Path, out: str | Path, split: str = "test") -> TestReport:

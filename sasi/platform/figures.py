@@ -11,14 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+from sasi.plots import save_figure  # noqa: E402
 
 
 def training_curves(history: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
@@ -40,7 +33,7 @@ def training_curves(history: Sequence[Mapping[str, float]], path: str | Path, ti
             ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def f1_vs_shots(summary: pd.DataFrame, path: str | Path, metric: str = "test_f1") -> Path:
@@ -53,4 +46,4 @@ def f1_vs_shots(summary: pd.DataFrame, path: str | Path, metric: str = "test_f1"
     ax.set(xlabel="shots per class", ylabel=f"{metric} (mean ± 95% CI)", ylim=(0, 1.02))
     ax.set_xticks(sorted(summary["shots"].unique()))
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

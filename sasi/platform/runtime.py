@@ -34,12 +34,21 @@ class TrialResources:
     def use_gpu(self) -> bool:
         return self.worker.get("GPU", 0) > 0
 
+    @property
+    def extra(self) -> dict[str, float]:
+        """Each worker's custom resources (besides CPU and GPU)."""
+        return {k: v for k, v in self.worker.items() if k not in ("CPU", "GPU")}
 
-def trial_resources(workers: int, gpus_per_worker: float) -> TrialResources:
+
+def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, float] | None = None, *,
+                    max_concurrent: int | None = None, trials: int | None = None) -> TrialResources:
     """Driver on ``train_driver`` if the cluster has it (else a small CPU share), workers on GPU or CPU.
 
-    Concurrency: driver slots on clusters with ``train_driver`` (the autoscaler adds GPUs on demand),
-    else how many trials the current GPUs (or CPUs in CPU mode) hold at once.
+    ``per_worker`` overrides or extends each Train worker's resources (e.g. ``{"CPU": 4, "accel_a10g": 1}``);
+    ``max_concurrent`` fixes the number of trials at once. Otherwise concurrency is the driver slots on
+    clusters with ``train_driver`` (the autoscaler adds GPUs on demand), else how many trials the cluster's
+    current nodes hold at once; when they hold none (an autoscaling cluster with no workers yet) it is
+    ``trials`` (all of them; the autoscaler sizes the cluster), or 1 when that is unknown.
     """
     import ray
 
@@ -53,9 +62,16 @@ def trial_resources(workers: int, gpus_per_worker: float) -> TrialResources:
         slots = None
     if gpus_per_worker > 0:
         worker = {"CPU": 1.0, "GPU": float(gpus_per_worker)}
-        fit = int(total.get("GPU", 0) // (gpus_per_worker * workers))
     else:
         worker = {"CPU": round(1.0 - DRIVER_CPU / workers, 4)}
-        fit = int(total.get("CPU", 1) // 1.0) // workers
-    concurrent = slots if slots is not None else fit
+    worker.update({k: float(v) for k, v in (per_worker or {}).items()})
+    worker = {k: v for k, v in worker.items() if v > 0 or k == "CPU"}
+    need = {k: round(v * workers + (driver["CPU"] if k == "CPU" else 0.0), 4) for k, v in worker.items() if v > 0}
+    fit = min((int(total.get(k, 0) // v) for k, v in need.items()), default=0)  # whole trials, all workers
+    if max_concurrent is not None:
+        concurrent = max_concurrent
+    elif slots is not None:
+        concurrent = slots
+    else:
+        concurrent = fit if fit > 0 else (trials or 1)
     return TrialResources(driver, worker, workers, max(1, concurrent))

@@ -113,10 +113,12 @@ def _in_process(loop_config: dict[str, Any], storage: str, name: str) -> Trainin
 def run_training(config: SasiConfig, workers: int, gpus_per_worker: float, storage: str | os.PathLike,
                  name: str, tracking_uri: str | None = None, run_id: str | None = None, *,
                  cpus_per_worker: float = 1.0, max_failures: int = 2, callbacks: Sequence[Any] = (),
-                 fail_once: str | None = None) -> TrainingOutcome:
+                 fail_once: str | None = None, extra_resources: dict[str, float] | None = None) -> TrainingOutcome:
     """Train ``config`` on ``workers`` Ray Train workers (0: in this process, without Ray).
 
     Re-running with the same ``storage``/``name`` resumes from the latest checkpoint there.
+    ``extra_resources``: custom Ray resources each worker also needs (e.g. an accelerator type that only
+    some node types offer, so the autoscaler adds those nodes).
     """
     loop_config = {"config": to_dict(config), "tracking_uri": tracking_uri, "run_id": run_id,
                    "fail_once": fail_once or os.environ.get(FAIL_ONCE_ENV)}
@@ -126,7 +128,8 @@ def run_training(config: SasiConfig, workers: int, gpus_per_worker: float, stora
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker > 0 else {})}
+    resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker > 0 else {}),
+                 **(extra_resources or {})}
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=loop_config,

@@ -35,6 +35,7 @@ class TrialSpec:
     workers: int = 1
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
+    extra_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per Train worker
     max_failures: int = 2
     split: str = "test"
 
@@ -83,7 +84,8 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
             _log_setup(spec, run_id, config, params, Path(tmp))
             outcome = run_training(config, spec.workers, spec.gpus_per_worker, spec.storage, f"{spec.suite}-{trial_id}",
                                    uri, run_id, cpus_per_worker=spec.cpus_per_worker,
-                                   max_failures=spec.max_failures, callbacks=[TuneReportCallback()])
+                                   max_failures=spec.max_failures, callbacks=[TuneReportCallback()],
+                                   extra_resources=spec.extra_resources)
             if outcome.checkpoint is None:
                 raise RuntimeError("training finished without a checkpoint")
             report = evaluate_checkpoint(local_checkpoint(outcome.checkpoint, Path(tmp) / "ckpt"),

@@ -8,6 +8,7 @@ The searcher's live state stays in memory (so ``Tuner.restore`` is consistent af
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     best_metrics = {k: v for k, v in (best.metrics or {}).items() if isinstance(v, (int, float))}
     tracking.log_metrics(uri, parent, {f"best_{k}": v for k, v in best_metrics.items()
                                        if k.startswith(("val_", "test_"))})
-    with _tmp() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.parquet"
         frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(out, index=False)
         tracking.log_artifacts(uri, parent, [out])
@@ -154,12 +155,6 @@ def _best(grid, metric: str, mode: str):
         return grid.get_best_result(metric, mode, filter_nan_and_inf=True)
     sign = 1 if mode == "max" else -1
     return max(done, key=lambda r: sign * r.metrics[metric])
-
-
-def _tmp():
-    import tempfile
-
-    return tempfile.TemporaryDirectory()
 
 
 def default_storage() -> str:

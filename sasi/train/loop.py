@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sasi.config import to_dict
+from sasi.config import from_dict, to_dict
 from sasi.dataset import Dataset, load_dataset, score_on_dataset
 from sasi.detect import detect, normalise
 from sasi.errors import SasiError
@@ -302,6 +302,23 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
+
+
+def load_checkpoint(folder: str | Path) -> tuple[SasiNet, SasiConfig, dict]:
+    """A checkpoint folder or ``checkpoint.pt`` → the network (on CPU, eval mode), its config and the raw checkpoint state."""
+    path = Path(folder)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.is_file():
+        raise SasiError("checkpoint not found", path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise SasiError(f"not a sasi checkpoint ({str(exc).splitlines()[0]})", path) from None
+    config = from_dict(SasiConfig, state["config"], path)
+    net = SasiNet.build(config.model.name, len(state["classes"]) + 1, config.data.patch,
+                        config.pretrain.contrastive.projection_dim, config.model.channels)
+    net.load_state_dict(state["model"])
+    return net.eval(), config, state
 
 
 def fit(config: SasiConfig, hooks: Hooks | None = None, progress: bool = True) -> FitResult:

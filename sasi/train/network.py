@@ -27,4 +27,5 @@ class SasiNet(nn.Module):
     def forward(self, x: Tensor, project: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         if not project:
             return self.backbone(x)
-        return self.backbone(x), self.head(self.backbone.encode(x))
+        logits, features = self.backbone.forward_with_bottleneck(x)
+        return logits, self.head(features)
