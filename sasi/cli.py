@@ -209,6 +209,61 @@ def predict(
     console.print(f"[green]wrote[/] {out}")
 
 
+@app.command()
+def ui(
+    storage: Annotated[Optional[str], typer.Option(help="The suite's --storage folder (default $SASI_STORAGE or runs/ray).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow store (default $MLFLOW_TRACKING_URI or <storage>/mlflow.db).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only; the UIs have no login).")] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option(help="Port (default 5000 for MLflow, 8080 for optuna-dashboard).")] = None,
+    optuna: Annotated[bool, typer.Option("--optuna", help="Start optuna-dashboard on the mirrored Optuna study instead.")] = False,
+    study: Annotated[Optional[str], typer.Option(help="With --optuna: the search name (<storage>/<study>-optuna.db).")] = None,
+    ui_env: Annotated[Optional[Path], typer.Option(help="A venv with the ui extra, if not this one (default $SASI_UI_ENV).")] = None,
+) -> None:
+    """Browse results: the MLflow UI on the suite's store, or (--optuna) optuna-dashboard on a search's study."""
+    from sasi.platform import ui as browse
+
+    if optuna:
+        url_db = browse.optuna_storage(_storage(storage), study)
+        port = port or 8080
+        command, what, probe = browse.optuna_command(url_db, host, port, ui_env), f"optuna-dashboard ({url_db})", "/"
+    else:
+        if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+            console.print(f"{tracking_uri} is an MLflow server: open it in a browser")
+            return
+        uri = browse.store_uri(_storage(storage), tracking_uri)
+        port = port or 5000
+        command, what, probe = browse.mlflow_command(uri, host, port, ui_env), f"MLflow UI ({uri})", "/health"
+    browse.check_port(host, port)
+    if not optuna and (link := browse.runs_link(uri, browse.url_of(host, port))):
+        console.print(f"runs of the suites: {link}", highlight=False, soft_wrap=True)
+    if host not in browse.LOOPBACK:
+        console.print(f"[yellow]warning:[/] listening on {host}: anyone who reaches this port sees the results")
+    code = browse.serve(command, browse.url_of(host, port), probe, what, echo=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    if code:
+        raise SasiError(f"{command[0]} exited with status {code}")
+
+
+@app.command()
+def report(
+    target: Annotated[str, typer.Argument(help="The suite's --storage folder, its <storage>/<suite> folder, or an MLflow run ID.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default ./report-<suite>).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow store for a run ID (default $MLFLOW_TRACKING_URI).")] = None,
+    suite: Annotated[Optional[str], typer.Option(help="Which suite, when the store holds several (default: the latest ablation).")] = None,
+    attach: Annotated[bool, typer.Option("--attach", help="Also log the report to the suite's MLflow parent run (report/).")] = False,
+) -> None:
+    """Write a self-contained HTML report (plots embedded) and a Markdown one of a suite, to share without MLflow."""
+    from sasi.report import attach as attach_report
+    from sasi.report import make_report
+
+    data, paths = make_report(target, out, tracking_uri, suite)
+    for note in data.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(f"[green]wrote[/] {paths['html']} and {paths['markdown']} ({len(data.results)} trials of {data.name})",
+                  highlight=False, soft_wrap=True)
+    if attach:
+        console.print(f"attached to MLflow run {attach_report(data, paths)} (artifacts report/)", highlight=False)
+
+
 def main() -> None:
     """Console entry point: bad input prints one line to stderr and exits with status 1."""
     try:

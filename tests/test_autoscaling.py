@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,7 +88,8 @@ class FakeCluster:
 
 
 def _stop(head: subprocess.Popen, temp_dir: str, port: int) -> None:
-    """Stop the head by PID, then SIGKILL anything still naming this run's temp dir or GCS port."""
+    """Stop the head by PID, SIGKILL anything still naming this run's temp dir or GCS port, drop the temp dir."""
+    started, killed = time.monotonic(), 0
     if head.poll() is None:
         head.send_signal(signal.SIGTERM)  # `ray start --block` tears down the processes it started
         try:
@@ -97,18 +99,21 @@ def _stop(head: subprocess.Popen, temp_dir: str, port: int) -> None:
             head.wait()
     gcs_port = re.compile(rf":{port}(?!\d)")
     for _ in range(3):  # fake worker raylets are started by the autoscaler, not by `ray start`
-        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        out = subprocess.run(["ps", "-eo", "pid=,args="], check=False, capture_output=True, text=True).stdout
         left = [int(line.split(None, 1)[0]) for line in out.splitlines()
                 if temp_dir in line or gcs_port.search(line)]
         left = [pid for pid in left if pid not in (os.getpid(), head.pid)]
         if not left:
-            return
+            break
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
+                killed += 1
             except ProcessLookupError:
                 pass
         time.sleep(1)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    print(f"cluster stopped in {time.monotonic() - started:.1f} s ({killed} leftover process(es) killed)", flush=True)
 
 
 @pytest.fixture
@@ -136,7 +141,8 @@ def fake_cluster():
     config.write_text(json.dumps(_cluster_config(gcs, FAKE_HEAD_NODE_ID)))
     env = {**os.environ, **ENV, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": str(UPDATE_INTERVAL_S),
            "RAY_enable_autoscaler_v2": "1", "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
-           "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID}
+           "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID,
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # SIGTERM: stop at once, don't drain for 30 s
     env.pop("RAY_ADDRESS", None)
     cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=0",
            f"--resources={json.dumps({'train_driver': DRIVER_SLOTS})}", f"--autoscaling-config={config}",
@@ -144,8 +150,12 @@ def fake_cluster():
            f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
            f"--dashboard-agent-listen-port={_free_port()}", "--include-dashboard=true"]
     started = time.monotonic()
-    with open(Path(temp_dir) / "head.log", "w") as log:
-        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with open(Path(temp_dir) / "head.log", "w") as log:
+            head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -163,32 +173,48 @@ def fake_cluster():
         _stop(head, temp_dir, port)
 
 
-class NodeWatcher(threading.Thread):
-    """Records (seconds since ``t0``, alive ``fake_gpu`` nodes) at every change, polling every 0.5 s."""
+class Watcher(threading.Thread):
+    """Polls every 0.5 s; records (s since ``t0``, alive ``fake_gpu`` nodes, live ``fake_gpu`` placement groups)
+    at every change. The placement groups are the demand: Ray Train's worker groups."""
 
     def __init__(self, t0: float):
         super().__init__(daemon=True)
         self.t0, self.timeline, self.done = t0, [], threading.Event()
 
     @staticmethod
-    def count() -> int:
+    def workers() -> int:
         import ray
 
         return sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("fake_gpu"))
 
+    @staticmethod
+    def demand() -> int:
+        import ray
+
+        return sum(1 for pg in ray.util.placement_group_table().values() if pg["state"] != "REMOVED"
+                   and any(b.get("fake_gpu") for b in pg["bundles"].values()))
+
     def run(self) -> None:
         last = None
         while not self.done.is_set():
-            n = self.count()
-            if n != last:
+            now = (self.workers(), self.demand())
+            if now != last:
                 t = round(time.monotonic() - self.t0, 1)
-                self.timeline.append((t, n))
-                print(f"  t={t:6.1f} s  fake_gpu workers={n}", flush=True)
-                last = n
+                self.timeline.append((t, *now))
+                print(f"  t={t:6.1f} s  fake_gpu workers={now[0]}  worker groups asking for fake_gpu={now[1]}",
+                      flush=True)
+                last = now
             time.sleep(0.5)
 
     def first(self, pred, after: float = 0.0) -> float | None:
-        return next((t for t, n in self.timeline if t >= after and pred(n)), None)
+        return next((t for t, n, d in self.timeline if t >= after and pred(n, d)), None)
+
+    def demand_over(self) -> float | None:
+        """When the last worker group let go of its ``fake_gpu`` placement group (None while any is live)."""
+        if not self.timeline or self.timeline[-1][2]:
+            return None
+        busy = [i for i, (_, _, d) in enumerate(self.timeline) if d]
+        return self.timeline[busy[-1] + 1][0] if busy else None
 
 
 def _write_data(storage: Path) -> None:
@@ -216,42 +242,50 @@ def test_suite_scales_fake_gpu_workers_up_and_down(fake_cluster, tmp_path):
         "resources": {"workers": 1, "per_worker": {"CPU": 1, "fake_gpu": 1}},
     }))
     ray.init(address=fake_cluster.gcs_address, log_to_driver=False)
-    assert NodeWatcher.count() == 0, "the cluster must start without workers"
+    assert Watcher.workers() == 0, "the cluster must start without workers"
 
     print(f"\nhead up in {fake_cluster.started_s:.1f} s; suite submitted at t=0", flush=True)
     t0 = time.monotonic()
-    watcher = NodeWatcher(t0)
+    watcher = Watcher(t0)
     watcher.start()
     env = {**os.environ, **ENV, "RAY_ADDRESS": fake_cluster.gcs_address}  # init_ray() joins this cluster
     log = tmp_path / "suite.log"
     try:
         with open(log, "w") as out:
             job = subprocess.run([str(Path(sys.executable).parent / "sasi"), "ablate", str(suite),
-                                  "--storage", str(storage)], cwd=ROOT, env=env, stdout=out,
+                                  "--storage", str(storage)], check=False, cwd=ROOT, env=env, stdout=out,
                                  stderr=subprocess.STDOUT, timeout=300)
         suite_s = time.monotonic() - t0
         print(f"  t={suite_s:6.1f} s  suite finished (rc {job.returncode})", flush=True)
         deadline = time.monotonic() + SCALE_DOWN_LIMIT_S
-        while time.monotonic() < deadline and watcher.first(lambda n: n == 0, after=suite_s) is None:
+        while time.monotonic() < deadline:
+            idle = watcher.demand_over()
+            if idle is not None and watcher.first(lambda n, d: n == 0, after=idle) is not None:
+                break
             time.sleep(0.5)
     finally:
         watcher.done.set()
         watcher.join()
 
-    first_up = watcher.first(lambda n: n >= 1)
-    zero = watcher.first(lambda n: n == 0, after=suite_s)
-    peak = max(n for _, n in watcher.timeline)
+    demand = watcher.first(lambda n, d: d >= 1)
+    first_up = watcher.first(lambda n, d: n >= 1)
+    idle = watcher.demand_over()
+    zero = None if idle is None else watcher.first(lambda n, d: n == 0, after=idle)
     timing = {
+        "seconds_to_first_demand": demand,  # suite driver start, Tune, trial drivers, Train controller
+        "seconds_demand_to_first_worker": None if None in (demand, first_up) else round(first_up - demand, 1),
         "seconds_to_first_worker": first_up,
-        "peak_workers": peak,
+        "peak_workers": max(n for _, n, _ in watcher.timeline),
+        "peak_worker_groups": max(d for _, _, d in watcher.timeline),
         "suite_seconds": round(suite_s, 1),
-        "seconds_suite_end_to_zero_workers": None if zero is None else round(zero - suite_s, 1),
+        "seconds_last_demand_to_zero_workers": None if zero is None else round(zero - idle, 1),
+        "seconds_suite_end_to_zero_workers": None if zero is None else round(max(0.0, zero - suite_s), 1),
     }
-    print(f"autoscaling timeline (s since submit, fake_gpu workers): {watcher.timeline}")
+    print(f"autoscaling timeline (s since submit, fake_gpu workers, worker groups): {watcher.timeline}")
     print("autoscaling: " + ", ".join(f"{k}={v}" for k, v in timing.items()), flush=True)
 
     assert job.returncode == 0, log.read_text()[-4000:]
-    assert watcher.timeline[0][1] == 0 and first_up is not None and peak >= 1, watcher.timeline
+    assert watcher.timeline[0][1] == 0 and first_up is not None and timing["peak_workers"] >= 1, watcher.timeline
     client = MlflowClient(f"sqlite:///{storage.resolve()}/mlflow.db")
     experiment = client.get_experiment_by_name("sasi")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
@@ -260,7 +294,8 @@ def test_suite_scales_fake_gpu_workers_up_and_down(fake_cluster, tmp_path):
     assert len(parents) == 1 and len(children) == 2, [r.data.tags for r in runs]
     assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parents[0].info.run_id}
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert zero is not None, f"workers still up {SCALE_DOWN_LIMIT_S} s after the suite: {watcher.timeline}"
+    assert zero is not None and zero - suite_s <= SCALE_DOWN_LIMIT_S, \
+        f"workers still up {SCALE_DOWN_LIMIT_S} s after the suite: {watcher.timeline}"
 
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps({
@@ -270,5 +305,5 @@ def test_suite_scales_fake_gpu_workers_up_and_down(fake_cluster, tmp_path):
                  "trials": 2, "train_workers_per_trial": 1, "host_cpus": os.cpu_count(),
                  "host": platform.platform(), "head_start_seconds": round(fake_cluster.started_s, 1)},
         **timing,
-        "timeline": [{"t": t, "fake_gpu_workers": n} for t, n in watcher.timeline],
+        "timeline": [{"t": t, "fake_gpu_workers": n, "worker_groups": d} for t, n, d in watcher.timeline],
     }, indent=2) + "\n")

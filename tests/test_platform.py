@@ -93,6 +93,35 @@ def test_suite_file_validation(tmp_path):
         load_suite(bad)
 
 
+def test_suite_worker_resources_and_concurrency(tmp_path, monkeypatch):
+    import ray
+
+    from sasi.errors import SasiError
+    from sasi.platform.ablate import load_suite
+    from sasi.platform.runtime import trial_resources
+
+    head = "name: r\nrecipe: tiny-v1\nshots: [3]\nseeds: [0, 1]\nvariants: {a: {preset: df-cc3d}}\n"
+    path = tmp_path / "r.yaml"
+    path.write_text(head + "resources: {per_worker: {CPU: 2, fake_gpu: 1}, max_concurrent: 3}\n")
+    assert load_suite(path).resources.per_worker == {"CPU": 2.0, "fake_gpu": 1.0}
+    for bad, match in [("{per_worker: {fake_gpu: -1}}", "amounts >= 0"),
+                       ("{gpus_per_worker: 1, per_worker: {GPU: 1}}", "give GPUs once"),
+                       ("{max_concurrent: 0}", "max_concurrent must be >= 1"), ("{workers: 0}", "workers must be")]:
+        path.write_text(head + f"resources: {bad}\n")
+        with pytest.raises(SasiError, match=match):
+            load_suite(path)
+    # head with CPU 0 and no workers yet: never 0 trials at once
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0.0})
+    res = trial_resources(1, 0, {"CPU": 1, "fake_gpu": 1}, trials=4)
+    assert res.worker == {"CPU": 1.0, "fake_gpu": 1.0} and res.extra == {"fake_gpu": 1.0} and res.max_concurrent == 4
+    assert trial_resources(1, 0, {"fake_gpu": 1}, max_concurrent=2, trials=4).max_concurrent == 2
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0.0, "train_driver": 8.0})
+    res = trial_resources(1, 0, {"fake_gpu": 1}, trials=4)
+    assert res.driver == {"CPU": 0.0, "train_driver": 1.0} and res.max_concurrent == 8
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 2.0})
+    assert trial_resources(1, 0).max_concurrent == 8 and trial_resources(1, 1).max_concurrent == 2
+
+
 def test_child_runs_are_reused_by_trial_id(tmp_path):
     from sasi.platform import tracking
 

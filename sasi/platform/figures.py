@@ -47,3 +47,24 @@ def f1_vs_shots(summary: pd.DataFrame, path: str | Path, metric: str = "test_f1"
     ax.set_xticks(sorted(summary["shots"].unique()))
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def per_class_f1(scores: Mapping[str, float], path: str | Path, title: str = "", *,
+                 errors: Mapping[str, float] | None = None, overall: float | None = None) -> Path:
+    """Bars of F1 per class (``{"ribosome": 0.8, ...}``), optional ± ``errors``, ``overall`` F1 as a dashed line."""
+    classes = sorted(scores)
+    values = [float(scores[c]) for c in classes]
+    yerr = [float(errors.get(c, 0.0) or 0.0) for c in classes] if errors else [0.0] * len(classes)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(classes) + 2), 3.6), dpi=100)
+    bars = ax.bar(range(len(classes)), values, yerr=yerr if errors else None, capsize=3, color="tab:blue")
+    for bar, value, err in zip(bars, values, yerr):
+        ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value + err), ha="center",
+                    va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    if overall is not None:
+        ax.axhline(overall, ls="--", color="tab:red", lw=1, label=f"overall {overall:.2f}")
+        ax.legend(fontsize=7, loc="upper right")
+    tilt = len(classes) > 4
+    ax.set_xticks(range(len(classes)), classes, rotation=30 if tilt else 0, ha="right" if tilt else "center",
+                  fontsize=8)
+    ax.set(ylabel="F1", ylim=(0, 1.1), title=title or "F1 per class")
+    return save_figure(fig, path)
