@@ -78,7 +78,7 @@ def test_workers_zero_trains_in_process_without_ray(data, tmp_path):
     report = evaluate_checkpoint(outcome.checkpoint, tmp_path / "eval")
     assert 0 <= report.metrics["test_f1"] <= 1 and len(report.history) == 2
     assert {p.name for p in report.files} == {"predictions.parquet", "predictions.star", "slice.png",
-                                              "training_curves.png"}
+                                              "training_curves.png", "per_class_f1.png"}
 
 
 def test_suite_file_validation(tmp_path):

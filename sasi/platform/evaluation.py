@@ -23,7 +23,7 @@ class TestReport:
 def evaluate_checkpoint(folder: str | Path, out: str | Path, split: str = "test") -> TestReport:
     """Detect on every tomogram of ``split``; SHREC F1 (micro + per class), picks as Parquet/STAR, PNGs."""
     from sasi.plots import slice_with_particles
-    from sasi.platform.figures import training_curves
+    from sasi.platform.figures import per_class_f1, training_curves
 
     net, config, state = load_checkpoint(folder)
     dataset = load_dataset(config.data.dataset)
@@ -50,5 +50,7 @@ def evaluate_checkpoint(folder: str | Path, out: str | Path, split: str = "test"
                              shape_zyx=tomo.shape),
              slice_with_particles(tomo.data, dataset.particles(names[0]), dataset.voxel_size, out / "slice.png",
                                   pred=tomo_picks, title=f"{names[0]}: o truth, x picks"),
-             training_curves(state["history"], out / "training_curves.png", title=config.name)]
+             training_curves(state["history"], out / "training_curves.png", title=config.name),
+             per_class_f1({c: s.f1 for c, s in scores.per_class.items()}, out / "per_class_f1.png",
+                          title=f"{config.name}: {split} F1 per class", overall=scores.micro.f1)]
     return TestReport(metrics, files, state["history"])

@@ -77,8 +77,11 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
     config = spec.trial_config(params)
     uri = spec.tracking_uri
     tags = {k: params[k] for k in GRID_KEYS if k in params}
-    run_id = tracking.child_run(uri, spec.experiment_id, spec.parent_run_id, trial_id, ctx.get_trial_name(),
-                                {**tags, "variant": params.get("variant", config.name)})
+    name = (f"{spec.suite}/{params['variant']}/N={params['shots']}/seed={params['seed']}"
+            if all(k in params for k in GRID_KEYS) else ctx.get_trial_name())
+    run_id = tracking.child_run(uri, spec.experiment_id, spec.parent_run_id, trial_id, name,
+                                {**tags, "variant": params.get("variant", config.name),
+                                 "sasi.gpus": spec.workers * spec.gpus_per_worker})
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _log_setup(spec, run_id, config, params, Path(tmp))
