@@ -38,9 +38,9 @@ HEADER = (
 
 HEAD_TYPE = "head_cpu"
 DRIVER_RESOURCE = "train_driver"  # custom resource on the head: one unit per concurrent Tune trial driver
-CONTAINER_HOME = "/home/ray"  # home of the `ray` user in rayproject/ray images
-IMAGE_WORKDIR = f"{CONTAINER_HOME}/sasi"  # where cluster/Dockerfile copies the repository
-REMOTE_TOKEN_DIR = f"{CONTAINER_HOME}/ray-auth"  # launcher file mount that carries auth_token
+IMAGE_WORKDIR = "/opt/sasi"  # where cluster/Dockerfile copies the repository (owned by the `ray` user)
+MLFLOW_DIR = "/var/lib/sasi/mlflow"  # head-local tracking database, created by cluster/Dockerfile
+REMOTE_TOKEN_DIR = "/tmp/sasi-ray-auth"  # launcher file mount that carries auth_token
 MLFLOW_SERVICE = "mlflow"  # Kubernetes Service name of the tracking server
 
 # Extra packages baked into the image: the autoscaler's cloud SDKs (AWS/GCP) and the MLflow artifact
@@ -151,12 +151,12 @@ def runtime_env(s: dict, working_dir: str = ".") -> dict:
 
 def _launcher_commands(s: dict, scheme: str) -> dict:
     port = s["mlflow_port"]
-    backend = f"sqlite:///{CONTAINER_HOME}/mlflow/mlflow.db"  # container path on the head (lost on `ray down`)
+    backend = f"sqlite:///{MLFLOW_DIR}/mlflow.db"  # container path on the head (lost on `ray down`)
     server = shlex.join(mlflow_server_argv(s, backend, mlflow_artifacts_uri(s, scheme)))
     # Start the tracking server unless it already answers (`ray up` re-runs these commands on restarts).
     health = f"python -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/health', timeout=2)\""
     start_mlflow = (
-        f"mkdir -p {CONTAINER_HOME}/mlflow && "
+        f"mkdir -p {MLFLOW_DIR} && "
         f"({health} 2>/dev/null || (nohup {server} > /tmp/mlflow-server.log 2>&1 &))"
     )
     head_ip = "$(python -c 'import ray.util; print(ray.util.get_node_ip_address())')"
@@ -529,6 +529,10 @@ def dockerfile(s: dict) -> str:
 # rayproject/ray-ml images are discontinued; the plain Ray GPU image plus our dependencies replaces them.
 FROM {base_image(s)}
 
+# Image-owned folders (not a user's home): the repository copy and the head's MLflow database.
+USER root
+RUN mkdir -p {IMAGE_WORKDIR} {MLFLOW_DIR} && chown -R ray:users {IMAGE_WORKDIR} {MLFLOW_DIR}
+USER ray
 WORKDIR {IMAGE_WORKDIR}
 
 # Dependencies first (from pyproject.toml only) so that code edits do not rebuild this large layer.
@@ -540,7 +544,7 @@ RUN python -c "{_REQS_PY}" > /tmp/requirements.txt \\
  && rm /tmp/requirements.txt
 
 # The package itself, plus ablations/ and search_spaces/ (the RayJob uses this copy as its working_dir).
-COPY --chown=ray:users . {IMAGE_WORKDIR}
+COPY --chown=ray:users . .
 RUN pip install --no-cache-dir --no-deps . && sasi --help > /dev/null
 """
 
