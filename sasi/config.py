@@ -28,6 +28,13 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+def reject_unknown_keys(data: dict[str, Any], known: Any, source: object, what: str = "") -> None:
+    """One-line :class:`SasiError` if ``data`` has keys outside ``known``."""
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SasiError(f"unknown key(s) {unknown}{what}; known: {sorted(known)}", source)
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, source: object = "config") -> T:
     """Build ``cls`` from a dict, recursing into nested dataclasses; unknown keys are an error."""
     data = data or {}
@@ -35,9 +42,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, source: object = "confi
         raise SasiError(f"expected a mapping for {cls.__name__}, got {type(data).__name__}", source)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SasiError(f"unknown key(s) {unknown} in {cls.__name__}; known: {sorted(fields)}", source)
+    reject_unknown_keys(data, fields, source, f" in {cls.__name__}")
     kwargs = {name: _coerce(hints[name], value, f"{source}: {name}") for name, value in data.items()}
     return cls(**kwargs)
 

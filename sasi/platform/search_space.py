@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sasi.config import deep_update, dotted_to_nested, load_yaml
+from sasi.config import deep_update, dotted_to_nested, load_yaml, reject_unknown_keys
 from sasi.errors import SasiError
 from sasi.presets import PRESETS, preset_config
 from sasi.train.config import SasiConfig
@@ -116,9 +116,7 @@ def _parameter(path: str, body: Any, source: str, earlier: list[str]) -> Paramet
         raise SasiError("unknown parameter: not a SasiConfig setting (use a dotted path like train.lr)", where)
     if not isinstance(body, dict):
         raise SasiError(f"expected a mapping with 'type', got {body!r}", where)
-    unknown = sorted(set(body) - PARAM_KEYS)
-    if unknown:
-        raise SasiError(f"unknown key(s) {unknown}; known: {sorted(PARAM_KEYS)}", where)
+    reject_unknown_keys(body, PARAM_KEYS, where)
     kind = body.get("type")
     if kind not in TYPES:
         raise SasiError(f"type must be one of {list(TYPES)}, got {kind!r}", where)
@@ -165,9 +163,7 @@ def parse_search_space(data: Any, source: str = "search space") -> SearchSpace:
     """Validate a parsed YAML document; every problem is a one-line :class:`SasiError` naming the key."""
     if not isinstance(data, dict):
         raise SasiError(f"expected a mapping at the top level, got {type(data).__name__}", source)
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        raise SasiError(f"unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}", source)
+    reject_unknown_keys(data, TOP_KEYS, source)
     name = data.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise SasiError(f"'name' must be a non-empty string without '/', got {name!r}", source)
