@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _helpers import free_port, ray_head_port_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "autoscaling.json"
@@ -43,11 +44,6 @@ DRIVER_SLOTS = 2
 SCALE_DOWN_LIMIT_S = 90
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def _cluster_config(gcs_address: str, head_node_id: str) -> dict:
@@ -134,7 +130,7 @@ def fake_cluster():
     if not ray_bin.is_file():
         pytest.skip(f"no `ray` CLI next to {sys.executable}")
     ip = ray.util.get_node_ip_address()
-    port = _free_port()
+    port = free_port()
     gcs = f"{ip}:{port}"
     temp_dir = tempfile.mkdtemp(prefix="sasi_as_")  # short: Ray's socket paths must stay < 108 chars
     config = Path(temp_dir) / "autoscaling.json"
@@ -147,8 +143,7 @@ def fake_cluster():
     cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=0",
            f"--resources={json.dumps({'train_driver': DRIVER_SLOTS})}", f"--autoscaling-config={config}",
            f"--temp-dir={temp_dir}", "--min-worker-port=0", "--max-worker-port=0",
-           f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
-           f"--dashboard-agent-listen-port={_free_port()}", "--include-dashboard=true"]
+           *ray_head_port_flags(), "--include-dashboard=true"]
     started = time.monotonic()
     try:
         with open(Path(temp_dir) / "head.log", "w") as log:

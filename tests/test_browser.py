@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _helpers import free_port
 from _suite_store import build_suite_store
 
 TESTS = Path(__file__).resolve().parent
@@ -93,11 +93,6 @@ def store(tmp_path_factory):
     return build_suite_store(tmp_path_factory.mktemp("browse") / "storage")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _sasi(*args: str) -> list[str]:
     return [sys.executable, "-c", "from sasi.cli import main; main()", *args]
@@ -155,7 +150,7 @@ def _png_size(data: bytes) -> list[int]:
 
 def test_mlflow_ui_shows_suite_runs_and_artifacts(chromium, driver_python, ui_env, store, screenshots, tmp_path):
     """`sasi ui` serves the suite's store; the experiment lists parent and children; PNG artifacts load."""
-    port = _free_port()
+    port = free_port()
     args = ["--storage", str(store.storage), "--port", str(port)] + (["--ui-env", ui_env] if ui_env else [])
     t0 = time.monotonic()
     proc, log = _serve(args, f"http://127.0.0.1:{port}/health", tmp_path)
@@ -231,7 +226,7 @@ def test_optuna_dashboard_shows_mirrored_study(chromium, driver_python, ui_env, 
     for value, f1 in ((1e-3, 0.4), (3e-3, 0.55)):
         study.add_trial(optuna.trial.create_trial(params={"train.lr": value}, distributions={"train.lr": lr},
                                                   value=f1))
-    port = _free_port()
+    port = free_port()
     args = ["--optuna", "--storage", str(tmp_path), "--port", str(port)] + (["--ui-env", ui_env] if ui_env else [])
     proc, log = _serve(args, f"http://127.0.0.1:{port}/", tmp_path)
     try:

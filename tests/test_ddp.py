@@ -3,7 +3,6 @@
 import os
 import socket
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -33,7 +32,7 @@ def _worker(rank: int, root: str, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.set_num_threads(1)
-    ddp = lambda m: torch.nn.parallel.DistributedDataParallel(m, find_unused_parameters=True)  # noqa: E731
+    ddp = lambda m: torch.nn.parallel.DistributedDataParallel(m, find_unused_parameters=True)
     # Hooks.rank seeds the crop sampler. With their own seeds the ranks see different crops, so their
     # weights agree only if gradients are all-reduced. With equal seeds both ranks see the same crops and
     # the averaged gradient must equal the single-worker one.

@@ -3,7 +3,13 @@ import pyarrow as pa
 import pytest
 
 from sasi.errors import SasiError
-from sasi.io import read_mrc, read_particles, validate_particles, write_mrc, write_particles
+from sasi.io import (
+    read_mrc,
+    read_particles,
+    validate_particles,
+    write_mrc,
+    write_particles,
+)
 from sasi.io.particles import make_particles, particles_to_voxels
 
 

@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
+from _helpers import RAY_TEST_ENV, ROOT, mlflow_runs
 
-from sasi.config import to_dict
 from sasi.presets import preset_config
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60"}
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -48,18 +44,12 @@ def tiny_overrides(dataset: str, **train) -> dict:
 def ray_session():
     import ray
 
-    os.environ.update(ENV)
+    os.environ.update(RAY_TEST_ENV)
     ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
     yield ray
     ray.shutdown()
 
 
-def _runs(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("sasi")
-    return client, client.search_runs([experiment.experiment_id], max_results=1000)
 
 
 # ---- no Ray -------------------------------------------------------------------------------------
@@ -133,7 +123,7 @@ def test_child_runs_are_reused_by_trial_id(tmp_path):
     tracking.finish(uri, first, "FAILED")
     assert tracking.child_run(uri, exp, parent, "t1", "trial") == first  # a restart reuses it
     assert tracking.parent_run(uri, exp, "suite") == parent
-    client, runs = _runs(uri)
+    client, runs = mlflow_runs(uri)
     assert len(runs) == 2 and client.get_run(first).info.status == "RUNNING"
 
 
@@ -173,7 +163,7 @@ def test_search_mlflow_layout_and_stopped_trial_is_pruned(ray_session, data, tmp
     out = run_search(_space(data, "search", tmp_path), 3, 0.0, scheduler, str(tmp_path))
     print(f"3-trial search: {time.perf_counter() - started:.1f} s")
     uri = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    client, runs = _runs(uri)
+    client, runs = mlflow_runs(uri)
     parents = [r for r in runs if r.data.tags.get("sasi.role") == "suite"]
     children = [r for r in runs if r.data.tags.get("sasi.role") == "trial"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 3
@@ -206,7 +196,7 @@ def test_failed_worker_is_retried_from_checkpoint(ray_session, data, tmp_path):
     assert marker.exists()  # the injected failure happened
     state = torch.load(Path(outcome.checkpoint) / "checkpoint.pt", weights_only=False)
     assert state["step"] == 6
-    client, _ = _runs(uri)
+    client, _ = mlflow_runs(uri)
     steps = [m.step for m in client.get_metric_history(run_id, "iteration")]
     assert steps == [2, 4, 6]  # resumed at 2; a restart from scratch would log step 2 twice
 
@@ -222,7 +212,7 @@ def test_resume_after_killed_driver_has_no_duplicate_runs(ray_session, data, tmp
               "from sasi.platform.search_space import load_search_space;"
               "from sasi.platform.tune import run_search;"
               f"run_search(load_search_space({space.source!r}), 2, 0.0, None, {str(tmp_path)!r})")
-    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **ENV},
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **RAY_TEST_ENV},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     while not list(tmp_path.glob("resume-*/checkpoint_*")) and time.time() < deadline:
@@ -231,63 +221,8 @@ def test_resume_after_killed_driver_has_no_duplicate_runs(ray_session, data, tmp
     driver.wait()
     assert list(tmp_path.glob("resume-*/checkpoint_*")), "the driver never reached a checkpoint"
     run_search(space, 2, 0.0, None, str(tmp_path), resume=True)
-    _, runs = _runs(f"sqlite:///{tmp_path.resolve()}/mlflow.db")
+    _, runs = mlflow_runs(f"sqlite:///{tmp_path.resolve()}/mlflow.db")
     children = [r for r in runs if r.data.tags.get("sasi.role") == "trial"]
     ids = [r.data.tags["ray.trial_id"] for r in children]
     assert len(ids) == len(set(ids)) == 2
-    assert {r.info.status for r in runs} == {"FINISHED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_http(url: str, timeout: float) -> None:
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(1)
-
-
-def test_smoke_suite_as_ray_job(tmp_path):
-    """`ray start --head` + `ray job submit --working-dir . -- sasi ablate ablations/smoke.yaml`."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, **ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    port, dash = _free_port(), _free_port()
-    head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    storage = tmp_path / "results"
-    try:
-        started = time.perf_counter()
-        _wait_for_http(f"http://127.0.0.1:{dash}/api/version", timeout=120)
-        print(f"head up: {time.perf_counter() - started:.1f} s")
-        submit = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
-                  "--", "sasi", "ablate", "ablations/smoke.yaml", "--storage", str(storage)]
-        deadline = time.time() + 240  # the job agent comes up after the dashboard answers (slowly on a busy box)
-        while True:
-            job = subprocess.run(submit, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-            if "No available agent" not in job.stdout + job.stderr or time.time() > deadline:
-                break
-            time.sleep(3)
-        print(f"smoke suite as a Ray job: {time.perf_counter() - started:.1f} s")
-        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-    results = pd.read_parquet(storage / "smoke" / "results.parquet")
-    assert sorted(results["variant"]) == ["infill", "supervised-only"] and results["test_f1"].notna().all()
-    assert "| variant | 3 shots |" in (storage / "smoke" / "summary.md").read_text()
-    _, runs = _runs(f"sqlite:///{storage.resolve()}/mlflow.db")
-    assert sorted(r.data.tags.get("sasi.role") for r in runs) == ["suite", "trial", "trial"]
     assert {r.info.status for r in runs} == {"FINISHED"}

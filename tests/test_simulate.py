@@ -2,6 +2,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import POLNET
 
 from sasi.dataset import load_dataset
 from sasi.errors import SasiError
@@ -9,8 +10,6 @@ from sasi.io.particles import particles_to_voxels
 from sasi.simulate import SimulationConfig, builtin_templates, load_templates
 from sasi.simulate.imaging import fast_wedge, tilt_series
 from sasi.simulate.writer import simulate_tomogram
-
-from conftest import POLNET
 
 
 def test_deterministic_for_a_seed():
