@@ -41,8 +41,6 @@ from sasi.method.grid import (
     PADDINGS,
     PLANES,
     Warp,
-    compose,
-    flip_matrix,
     quaternion_matrix,
     rot90_matrix,
 )
@@ -95,32 +93,47 @@ def _host_rng(generator: torch.Generator | None) -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
 
 
-def _sample_op(name: str, rng: np.random.Generator, size: tuple[int, ...], shift_fraction: float) -> tuple[Tensor, Tensor]:
-    """One random op as an index map ``(A, o)``."""
-    eye, zero = torch.eye(3), torch.zeros(3)
+def _random_ops(name: str, rng: np.random.Generator, n: int, size: tuple[int, ...],
+                shift_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random ops of one kind as index maps: ``(n, 3, 3)`` matrices and ``(n, 3)`` offsets."""
+    mats, offs = np.broadcast_to(np.eye(3), (n, 3, 3)).copy(), np.zeros((n, 3))
     if name == "shift":
         s = np.round(shift_fraction * np.asarray(size)).astype(np.int64)
-        return eye, torch.tensor(rng.integers(-s, s + 1), dtype=torch.float32)
-    if name == "flip":
-        return flip_matrix(rng.random(3) < 0.5), zero
-    if name == "rotate90":
-        plane = int(rng.integers(3))
-        a, b = PLANES[plane]
-        k = int(rng.integers(1, 4)) if size[a] == size[b] else 2
-        return rot90_matrix(plane, k), zero
-    return quaternion_matrix(rng.standard_normal(4)), zero
+        offs = rng.integers(-s, s + 1, size=(n, 3)).astype(np.float64)
+    elif name == "flip":
+        mats = mats * np.where(rng.random((n, 1, 3)) < 0.5, -1.0, 1.0)
+    elif name == "rotate90":
+        plane = rng.integers(3, size=n)
+        k = rng.integers(1, 4, size=n)
+        square = np.array([size[a] == size[b] for a, b in PLANES])
+        k = np.where(square[plane], k, 2)
+        mats = _ROT90[plane, k]
+    else:
+        mats = np.stack([quaternion_matrix(q).numpy() for q in rng.standard_normal((n, 4))]) if n else mats
+    return mats, offs
+
+
+_ROT90 = np.stack([np.stack([rot90_matrix(plane, k).numpy() for k in range(4)]) for plane in range(3)])
 
 
 def _sample_chains(rng: np.random.Generator, n: int, size: tuple[int, ...], cfg: InfillConfig) -> tuple[Tensor, Tensor]:
-    """``(n·width, 3, 3)`` matrices and ``(n·width, 3)`` offsets, one composed chain each."""
-    mats, offs = [], []
-    for _ in range(n * cfg.width):
-        chain = (torch.eye(3), torch.zeros(3))
-        for _ in range(int(rng.integers(1, cfg.depth + 1))):
-            chain = compose(chain, _sample_op(cfg.ops[int(rng.integers(len(cfg.ops)))], rng, size, cfg.shift_fraction))
-        mats.append(chain[0])
-        offs.append(chain[1])
-    return torch.stack(mats), torch.stack(offs)
+    """``(n·width, 3, 3)`` matrices and ``(n·width, 3)`` offsets, one composed chain each.
+
+    Each chain has ``k ~ U{1..depth}`` ops drawn uniformly from ``cfg.ops``; drawn for all chains at
+    once on the host (a few vectorised NumPy calls per step, no per-op tensors).
+    """
+    chains = n * cfg.width
+    mats, offs = np.broadcast_to(np.eye(3), (chains, 3, 3)).copy(), np.zeros((chains, 3))
+    length = rng.integers(1, cfg.depth + 1, size=chains)
+    for step in range(cfg.depth):
+        kind = rng.integers(len(cfg.ops), size=chains)
+        for i, name in enumerate(cfg.ops):
+            rows = np.flatnonzero((kind == i) & (step < length))
+            a, o = _random_ops(name, rng, len(rows), size, cfg.shift_fraction)
+            # compose(chain, op): A ← A·A_op, o ← A·o_op + o
+            offs[rows] = np.einsum("nij,nj->ni", mats[rows], o) + offs[rows]
+            mats[rows] = mats[rows] @ a
+    return torch.from_numpy(mats).float(), torch.from_numpy(offs).float()
 
 
 def _mix_labels(sources: Tensor, weights: Tensor, n_classes: int, rule: str) -> Tensor:

@@ -61,6 +61,9 @@ class ScheduleConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on GPU
+    compile: bool = False  # torch.compile the network (GPU only; one graph per batch shape)
+    channels_last: bool = False  # channels_last_3d memory format (GPU only)
+    log_every: int = 50  # copy running losses to the host (progress bar, NaN check) every N steps
 
 
 @dataclass

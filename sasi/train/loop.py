@@ -89,11 +89,10 @@ class TrainingData:
 def _supervised_centres(data: TrainingData, batch: int, generator: torch.Generator) -> Tensor:
     """Class-balanced particle centres: each batch cycles through the labelled classes."""
     offset = int(torch.randint(len(data.centres), (1,), generator=generator))
-    out = []
-    for i in range(batch):
-        pool = data.centres[(i + offset) % len(data.centres)]
-        out.append(pool[int(torch.randint(len(pool), (1,), generator=generator))])
-    return torch.stack(out)
+    pools = [(i + offset) % len(data.centres) for i in range(batch)]
+    sizes = torch.tensor([len(data.centres[c]) for c in pools])
+    picks = (torch.rand(batch, generator=generator) * sizes).long()
+    return torch.stack([data.centres[c][int(k)] for c, k in zip(pools, picks.tolist())])
 
 
 class Trainer:
@@ -111,13 +110,20 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed * 1000 + self.hooks.rank)
         if config.data.patch % 4:
             raise SasiError(f"data.patch must be a multiple of 4, got {config.data.patch}")
+        if config.train.log_every < 1:
+            raise SasiError(f"train.log_every must be >= 1, got {config.train.log_every}")
         self.dataset = load_dataset(config.data.dataset)
         self.data = TrainingData(config, self.dataset, self.device)
         self.n_classes = len(self.data.classes) + 1
         net = SasiNet.build(config.model.name, self.n_classes, config.data.patch,
                             config.pretrain.contrastive.projection_dim, config.model.channels).to(self.device)
         self.net = net
+        cuda = self.device.type == "cuda"
+        if config.train.channels_last and cuda:
+            net.to(memory_format=torch.channels_last_3d)
         self.model = self.hooks.prepare_model(net)
+        if config.train.compile and cuda:
+            self.model = torch.compile(self.model, dynamic=False)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr)
         self.loss = SegmentationLoss.from_config(config.loss)
         self.step = 0
@@ -170,14 +176,13 @@ class Trainer:
         b = mask.shape[0]
         parts = self.loss(logits[:b], mask)
         total = parts.total
-        metrics = {"loss": 0.0, "dice": parts.dice.item(), "focal": parts.focal.item()}
+        metrics = {"loss": total, "dice": parts.dice, "focal": parts.focal}
         if consistency:
             cons = self._consistency_loss(logits[:b], logits[b:], t)
             total = total + self.config.consistency.weight * cons
-            metrics["consistency"] = cons.item()
+            metrics.update(loss=total, consistency=cons)
         self._backward(total)
-        metrics["loss"] = total.item()
-        return metrics
+        return {k: v.detach() for k, v in metrics.items()}
 
     def ssl_step(self) -> dict[str, float]:
         """NT-Xent on two infill views of unlabelled windows (+ consistency on the first view)."""
@@ -194,18 +199,16 @@ class Trainer:
         with self._amp():
             logits, z = self.model(x, project=True)
         loss = nt_xent(z[:b].float(), z[b:2 * b].float(), self.config.pretrain.contrastive.temperature)
-        metrics = {"ssl_contrastive": loss.item()}
+        metrics = {"ssl_contrastive": loss}
         if consistency:
             cons = self._consistency_loss(logits[:b].float(), logits[2 * b:].float(), t)
             loss = loss + self.config.consistency.weight * cons
-            metrics["ssl_consistency"] = cons.item()
+            metrics["ssl_consistency"] = cons
         self._backward(loss)
         self.ssl_steps += 1
-        return metrics
+        return {k: v.detach() for k, v in metrics.items()}
 
     def _backward(self, loss: Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise SasiError(f"loss became {loss.item()} at iteration {self.step}; lower train.lr")
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
@@ -246,9 +249,11 @@ class Trainer:
                    disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
         started = time.perf_counter()
         while self.ssl_steps < iss:
-            bar.set_postfix(self.ssl_step(), refresh=False)
+            metrics = self.ssl_step()
+            if self.ssl_steps % cfg.log_every == 0 or self.ssl_steps == iss:
+                bar.set_postfix(self._host(metrics, "contrastive pre-training"), refresh=False)
             bar.update()
-        running: dict[str, float] = {}
+        running: dict[str, Tensor] = {}
         while self.step < cfg.iterations:
             if self.pss_due():
                 for _ in range(self.config.pretrain.phase_steps):
@@ -256,15 +261,26 @@ class Trainer:
             metrics = self.supervised_step()
             self.step += 1
             running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in metrics.items()}
-            bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()}, refresh=False)
-            bar.update()
             last = self.step == cfg.iterations
-            if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
-                self._report(running, started, checkpoint=last or self._checkpoint_due())
+            report = (cfg.eval_every and self.step % cfg.eval_every == 0) or last
+            if report or self._checkpoint_due() or self.step % cfg.log_every == 0:
+                host = self._host(running, "training")
+                bar.set_postfix({k: f"{v:.3g}" for k, v in host.items()}, refresh=False)
+            bar.update()
+            if report:
+                self._report(host, started, checkpoint=last or self._checkpoint_due())
             elif self._checkpoint_due():
-                self._report(running, started, checkpoint=True, evaluate=False)
+                self._report(host, started, checkpoint=True, evaluate=False)
         bar.close()
         return FitResult(self.net, self.history, self.data.classes)
+
+    def _host(self, metrics: dict[str, Tensor], phase: str) -> dict[str, float]:
+        """Device metrics → floats (one sync); a non-finite loss stops training with a clear error."""
+        host = {k: float(v) for k, v in zip(metrics, torch.stack(list(metrics.values())).tolist())}
+        bad = {k: v for k, v in host.items() if not math.isfinite(v)}
+        if bad:
+            raise SasiError(f"{phase}: loss became {bad} by iteration {self.step}; lower train.lr")
+        return host
 
     def _checkpoint_due(self) -> bool:
         every = self.config.train.checkpoint_every
