@@ -8,7 +8,6 @@ import cc3d
 import numpy as np
 import pyarrow as pa
 import torch
-from scipy import ndimage
 
 from sasi.io.particles import empty_particles, make_particles, voxels_to_angstrom
 
@@ -28,14 +27,15 @@ def _starts(size: int, tile: int, step: int) -> list[int]:
 
 @torch.no_grad()
 def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 64, margin: int = 8,
-            device: torch.device | str = "cpu", amp: bool = False) -> torch.Tensor:
-    """Class probabilities ``(C, D, H, W)`` for a normalised volume, tile by tile.
+            device: torch.device | str = "cpu", amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-voxel class and confidence ``(labels uint8, max probability float16)``, both ``(D, H, W)`` on ``device``.
 
-    Each tile (edge ``tile``, a multiple of 4) keeps only its interior (``margin`` voxels dropped on
-    inner edges), so the stitched result equals one whole-volume pass away from the tile seams.
+    The volume is cut into cubes of edge ``tile`` (a multiple of 4) that overlap by ``2·margin``; each keeps
+    only its interior (``margin`` voxels dropped on inner edges), so the result equals one whole-volume pass
+    away from the seams. Only the argmax and its probability are stored, never the ``C``-channel map.
     """
     device = torch.device(device)
-    vol = torch.as_tensor(volume, dtype=torch.float32, device=device)
+    vol = torch.as_tensor(volume, dtype=torch.float32).to(device)
     shape = vol.shape
     pad = [(-s) % 4 if s < tile else 0 for s in shape]  # tiles smaller than the volume must still pool
     if any(pad):
@@ -43,7 +43,8 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
     full = vol.shape
     tiles = [min(tile, s) for s in full]
     steps = [max(t - 2 * margin, 1) for t in tiles]
-    out = None
+    labels = torch.zeros(full, dtype=torch.uint8, device=device)
+    confidence = torch.zeros(full, dtype=torch.float16, device=device)
     was_training = model.training
     model.eval()
     for z in _starts(full[0], tiles[0], steps[0]):
@@ -51,56 +52,132 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
             for x in _starts(full[2], tiles[2], steps[2]):
                 block = vol[z:z + tiles[0], y:y + tiles[1], x:x + tiles[2]][None, None]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                    probs = torch.softmax(model(block).float(), dim=1)[0]
-                if out is None:
-                    out = torch.zeros((probs.shape[0], *full), device=device)
+                    logits = model(block)[0].float()
+                conf, best = torch.softmax(logits, dim=0).max(dim=0)
                 src, dst = [], []
                 for start, t, s in zip((z, y, x), tiles, full):
                     lo = 0 if start == 0 else margin
                     hi = t if start + t >= s else t - margin
                     src.append(slice(lo, hi))
                     dst.append(slice(start + lo, start + hi))
-                out[(slice(None), *dst)] = probs[(slice(None), *src)]
+                labels[tuple(dst)] = best[tuple(src)].to(torch.uint8)
+                confidence[tuple(dst)] = conf[tuple(src)].half()
     model.train(was_training)
-    return out[:, : shape[0], : shape[1], : shape[2]]
+    crop = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
+    return labels[crop], confidence[crop]
+
+
+_HALF_NEIGHBOURS = {
+    6: [(1, 0, 0), (0, 1, 0), (0, 0, 1)],
+    26: [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) > (0, 0, 0)],
+}
+_HALF_NEIGHBOURS[18] = [d for d in _HALF_NEIGHBOURS[26] if sum(map(abs, d)) <= 2]
+
+
+def foreground_components(labels: torch.Tensor, connectivity: int = 26) -> tuple[torch.Tensor, torch.Tensor]:
+    """Connected components of the non-zero voxels of a label volume, on its device.
+
+    Two voxels join when they are neighbours (6-, 18- or 26-connectivity) with the same label. On CPU this
+    is ``cc3d.connected_components``; on a GPU, :func:`propagate_components` (same partition).
+
+    Returns ``(coordinates (M, 3) int64 z, y, x, component (M,) int64 in 0..K-1)``.
+    """
+    if connectivity not in _HALF_NEIGHBOURS:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    if labels.device.type != "cpu":
+        return propagate_components(labels, connectivity)
+    coords = labels.nonzero()
+    components = cc3d.connected_components(labels.numpy(), connectivity=connectivity)
+    return coords, torch.from_numpy(components[tuple(coords.numpy().T)].astype(np.int64) - 1)
+
+
+def propagate_components(labels: torch.Tensor, connectivity: int = 26) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`foreground_components` with tensor ops only (fast on a GPU).
+
+    Works on the sparse foreground: an index volume finds each voxel's same-label neighbours (half of
+    the neighbourhood, so each edge once), then min-label propagation with pointer jumping merges them.
+    """
+    coords = labels.nonzero()
+    m = coords.shape[0]
+    if m == 0:
+        return coords, torch.zeros(0, dtype=torch.long, device=labels.device)
+    index = torch.full(labels.shape, -1, dtype=torch.int64 if m >= 2**31 else torch.int32, device=labels.device)
+    index[coords.unbind(1)] = torch.arange(m, device=labels.device, dtype=index.dtype)
+    extent = torch.tensor(labels.shape, device=labels.device)
+    own = labels[coords.unbind(1)]
+    src, dst = [], []
+    for offset in _HALF_NEIGHBOURS[connectivity]:
+        other = coords + torch.tensor(offset, device=labels.device)
+        inside = ((other >= 0) & (other < extent)).all(1)
+        i = inside.nonzero()[:, 0]
+        j = index[other[i].unbind(1)].long()
+        keep = j >= 0
+        i, j = i[keep], j[keep]
+        keep = labels[coords[j].unbind(1)] == own[i]
+        src.append(i[keep])
+        dst.append(j[keep])
+    src, dst = torch.cat(src), torch.cat(dst)
+    parent = torch.arange(m, device=labels.device)
+    while True:
+        low = torch.minimum(parent[src], parent[dst])
+        updated = parent.clone()
+        updated.scatter_reduce_(0, parent[src], low, "amin")  # hook each root onto the smallest neighbour root
+        updated.scatter_reduce_(0, parent[dst], low, "amin")
+        while True:  # pointer jumping: every voxel points at its root
+            jumped = updated[updated]
+            if torch.equal(jumped, updated):
+                break
+            updated = jumped
+        if torch.equal(updated, parent):
+            break
+        parent = updated
+    return coords, torch.unique(parent, return_inverse=True)[1]
 
 
 @dataclass
 class Detections:
     particles: pa.Table
-    segmentation: np.ndarray  # argmax class map (z, y, x)
+    segmentation: torch.Tensor  # per-voxel class (z, y, x), uint8, on the inference device
 
 
-def components_to_particles(probs: torch.Tensor, classes: list[str], voxel_size: float, tomogram: str, *,
-                            connectivity: int = 26, min_size: int = 0) -> Detections:
-    """Argmax → connected components (per class) → one particle per component at its centroid.
+def components_to_particles(labels: torch.Tensor, confidence: torch.Tensor, classes: list[str], voxel_size: float,
+                            tomogram: str, *, connectivity: int = 26, min_size: int = 0) -> Detections:
+    """Connected components of each class → one particle per component at its centroid.
 
     The score of a particle is the mean winning-class probability over its component.
     """
-    confidence, argmax = probs.max(dim=0)
-    seg = argmax.to(torch.uint8).cpu().numpy()
-    comps = cc3d.connected_components(seg, connectivity=connectivity)
-    n = int(comps.max())
-    if n == 0:
-        return Detections(empty_particles(), seg)
-    index = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones_like(seg), comps, index)
-    keep = sizes >= max(min_size, 1)
-    index = index[keep]
-    if len(index) == 0:
-        return Detections(empty_particles(), seg)
-    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(seg), comps, index)).reshape(-1, 3)
-    first = ndimage.labeled_comprehension(seg, comps, index, lambda v: v[0], np.int64, 0)
-    scores = ndimage.mean(confidence.float().cpu().numpy(), comps, index)
-    labels = [classes[c - 1] for c in first]
-    xyz = voxels_to_angstrom(centroids, voxel_size)
-    return Detections(make_particles(tomogram, labels, xyz, score=scores), seg)
+    coords, component = foreground_components(labels, connectivity)
+    if component.numel() == 0:
+        return Detections(empty_particles(), labels)
+    k = int(component.max()) + 1
+    count = torch.bincount(component, minlength=k).double()
+    centroid = torch.zeros(k, 3, dtype=torch.float64, device=labels.device)
+    centroid.index_add_(0, component, coords.double())
+    centroid /= count[:, None]
+    score = torch.bincount(component, confidence[coords.unbind(1)].double(), minlength=k) / count
+    label = torch.zeros(k, dtype=torch.long, device=labels.device)
+    label[component] = labels[coords.unbind(1)].long()
+    keep = count >= max(min_size, 1)
+    if not bool(keep.any()):
+        return Detections(empty_particles(), labels)
+    centroid, score, label = (t[keep].cpu().numpy() for t in (centroid, score, label))
+    names = [classes[c - 1] for c in label]
+    return Detections(make_particles(tomogram, names, voxels_to_angstrom(centroid, voxel_size), score=score), labels)
+
+
+def normalise_on(volume: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """:func:`normalise` computed on ``device`` (one host→device copy of the raw float32 volume)."""
+    array = np.asarray(volume, dtype=np.float32)
+    vol = torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
+    std = vol.std().clamp_min(1e-6)
+    return (vol - vol.mean()) / std
 
 
 def detect(model: torch.nn.Module, volume: np.ndarray, classes: list[str], voxel_size: float, tomogram: str, *,
            tile: int = 64, margin: int = 8, connectivity: int = 26, min_size: int = 0,
            device: torch.device | str = "cpu", amp: bool = False) -> Detections:
     """Find particles in a raw tomogram: normalise → :func:`segment` → :func:`components_to_particles`."""
-    probs = segment(model, normalise(volume), tile=tile, margin=margin, device=device, amp=amp)
-    return components_to_particles(probs, classes, voxel_size, tomogram, connectivity=connectivity,
+    labels, confidence = segment(model, normalise_on(volume, device), tile=tile, margin=margin, device=device,
+                                 amp=amp)
+    return components_to_particles(labels, confidence, classes, voxel_size, tomogram, connectivity=connectivity,
                                    min_size=min_size)

@@ -1,0 +1,120 @@
+"""Speed of the real SaSi training step (`Trainer.supervised_step` / `Trainer.ssl_step`) at the paper's settings.
+
+    python benchmarks/train_step.py            # GPU: precision / layout / compile / batch sweep
+    python benchmarks/train_step.py --quick    # CPU smoke
+
+Supervised step = class-balanced rotated crops + volume infill + consistency branch (f(x) and f(T(x)) in one
+pass, so 2×batch crops) + Dice/Focal + Adam; contrastive step = two infill views of unlabelled windows (+ the
+consistency view). Data: the train tomogram of recipe shrec-like-fast-v1 (12 classes), N = 10 shots.
+FLOPs come from ``torch.utils.flop_counter`` over one step; the fraction of peak uses ``--peak-tflops``
+(H100 SXM dense bf16 ≈ 989; fp32/TF32 rows are compared to the same number). The JSON also holds the
+projected time of a paper-budget trial (ISS 10 epochs on a 128×256×256 tomogram + 70 k iterations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from _common import TINY, print_table, train_only_dataset, write_results
+from torch.utils.flop_counter import FlopCounterMode
+
+from sasi.config import deep_update
+from sasi.presets import preset_config
+from sasi.train.loop import Trainer
+
+MODES = {  # name → (train overrides, TF32 matmul/conv)
+    "fp32": ({"amp": False}, False),
+    "tf32": ({"amp": False}, True),
+    "bf16 (host sync every step)": ({"amp": True, "log_every": 1}, True),
+    "bf16": ({"amp": True}, True),
+    "bf16+channels_last": ({"amp": True, "channels_last": True}, True),
+    "bf16+compile": ({"amp": True, "compile": True}, True),
+}
+PAPER = {"iterations": 70_000, "iss_steps": 10 * 10 * 20 * 20 // 16}  # 10 epochs × windows(128×256×256, W=24, W/2) / 16
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(step, n: int, host_every: int) -> float:
+    """Seconds per call of ``step`` (losses copied to the host every ``host_every`` calls, like the loop)."""
+    _sync()
+    t0 = time.perf_counter()
+    for i in range(n):
+        metrics = step()
+        if (i + 1) % host_every == 0:
+            torch.stack(list(metrics.values())).tolist()
+    _sync()
+    return (time.perf_counter() - t0) / n
+
+
+def _flops(step) -> float:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: float) -> dict:
+    train, tf32 = MODES[mode]
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    overrides = {"data": {"dataset": dataset, "shots": 10}, "pretrain": {"batch_size": batch},
+                 "train": {"iterations": 10**9, "batch_size": batch, **train}}
+    config = preset_config("sasi", deep_update(overrides, TINY) if quick else overrides)
+    trainer = Trainer(config, progress=False)
+    host_every = config.train.log_every
+    row = {"mode": mode, "batch": batch}
+    for phase, step in (("consistency", trainer.supervised_step), ("ssl", trainer.ssl_step)):
+        for _ in range(3 if quick else 25):  # warm-up (and torch.compile's graphs for each batch shape)
+            step()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        dt = _timed(step, steps, host_every)
+        flops = _flops(step)
+        row[f"{phase}_it_s"] = 1 / dt
+        row[f"{phase}_tflops"] = flops / dt / 1e12
+        row[f"{phase}_peak_pct"] = 100 * flops / dt / 1e12 / peak
+        row[f"{phase}_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+    trainer.step = 10**9  # past consistency.active_fraction: the plain supervised step (batch crops only)
+    for _ in range(3):
+        trainer.supervised_step()
+    dt = _timed(trainer.supervised_step, steps, host_every)
+    row["supervised_it_s"] = 1 / dt
+    row["samples_s"] = batch / dt
+    # paper budget: ISS, then consistency on the first half of the iterations, plain steps after
+    half = PAPER["iterations"] / 2
+    row["paper_trial_min"] = (PAPER["iss_steps"] / row["ssl_it_s"] + half / row["consistency_it_s"]
+                              + half / row["supervised_it_s"]) / 60
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CPU smoke: tiny model, few steps")
+    p.add_argument("--modes", nargs="*", default=None, help=f"subset of {list(MODES)}")
+    p.add_argument("--batches", nargs="*", type=int, default=None, help="batch sweep in the best mode")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--peak-tflops", type=float, default=989.0)
+    args = p.parse_args()
+    quick = args.quick or not torch.cuda.is_available()
+    dataset = train_only_dataset("shrec-like-fast-v1")
+    steps = args.steps or (3 if quick else 200)
+    modes = args.modes or (["fp32", "bf16"] if quick else list(MODES))
+    rows = [measure(dataset, m, 16, steps, quick, args.peak_tflops) for m in modes]
+    best = max(rows, key=lambda r: r["consistency_it_s"])["mode"]
+    for b in args.batches if args.batches is not None else ([] if quick else [32, 64]):
+        rows.append(measure(dataset, best, b, steps, quick, args.peak_tflops))
+    print_table(rows, {"mode": "s", "batch": "d", "consistency_it_s": ".1f", "supervised_it_s": ".1f",
+                       "ssl_it_s": ".1f", "samples_s": ".0f", "consistency_tflops": ".2f",
+                       "consistency_peak_pct": ".2f", "consistency_mem_gb": ".2f", "paper_trial_min": ".1f"})
+    out = write_results("train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 10, "patch": 24,
+                                       "steps": steps, "peak_tflops": args.peak_tflops, "quick": quick,
+                                       "paper_budget": PAPER}, rows, best_mode=best)
+    print(f"best: {best}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
