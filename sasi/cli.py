@@ -159,7 +159,7 @@ def tune(
     out = run_search(parsed, trials, gpus_per_trial, None if scheduler == "none" else scheduler, _storage(storage),
                      tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed)
     console.print(f"[green]best[/] {parsed.metric} = {out.best_metrics.get(parsed.metric)} with {out.best_config}")
-    console.print(f"results: {out.path}")
+    console.print(f"results: {out.path}" + (f" · report: {out.report}" if out.report else ""))
 
 
 @app.command()

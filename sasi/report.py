@@ -12,8 +12,9 @@ run or one of its trials) together with ``--tracking-uri``. Without a readable M
 built from the files alone (no per-trial pictures then).
 
 The report holds the suite summary (mean ± 95 % CI per variant and shot count), the F1-vs-shots plot,
-F1 per class, compute per variant (trial hours and GPU-hours), the per-trial table, and per trial its
-training curves, its slice with true vs predicted picks and its per-class F1 bars.
+F1 per class, a search's parameter importances and parallel coordinates, compute per variant (trial hours
+and GPU-hours), the per-trial table, and per trial its training curves, its slice with true vs predicted
+picks and its per-class F1 bars. ``sasi ablate`` and ``sasi tune`` end with :func:`publish_quietly`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from sasi.errors import SasiError
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 GRID = ("variant", "shots", "seed")
 TRIAL_PNGS = ("training_curves.png", "slice.png", "per_class_f1.png")
+SEARCH_PNGS = {"param_importances.png": "parameter importances (PED-ANOVA)",  # a search's parent run
+               "parallel_coordinates.png": "parallel coordinates of the complete trials"}
 # tags or params that tell how many GPUs one trial held (first found wins; see ``gpus_per_trial``)
 GPU_KEYS = ("sasi.gpus", "gpus_per_trial", "resources.gpus_per_trial")
 
@@ -96,6 +99,7 @@ class SuiteData:
     parent_params: dict[str, str] = field(default_factory=dict)
     started: int | None = None  # ms since the epoch
     notes: list[str] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)  # the parent run's SEARCH_PNGS
 
 
 # ---- loading --------------------------------------------------------------------------------------
@@ -249,7 +253,7 @@ def load(target: str | os.PathLike, tracking_uri: str | None = None, suite: str 
     if suite_dir is None and folder is not None and (folder / name / "results.parquet").is_file():
         suite_dir = folder / name
     trials = _children(uri, parent) if parent is not None else []
-    results = None
+    results, search_images = None, {}
     with tempfile.TemporaryDirectory() as tmp:
         if suite_dir is not None:
             results = pd.read_parquet(suite_dir / "results.parquet")
@@ -258,6 +262,8 @@ def load(target: str | os.PathLike, tracking_uri: str | None = None, suite: str 
             if "results.parquet" in got:
                 results = pd.read_parquet(got["results.parquet"])
         if images and parent is not None:
+            files = _download(uri, parent.info.run_id, tuple(SEARCH_PNGS), Path(tmp) / "parent")
+            search_images = {k: p.read_bytes() for k, p in files.items()}
             for i, trial in enumerate(trials):
                 files = _download(uri, trial.run_id, TRIAL_PNGS, Path(tmp) / str(i))
                 trial.images = {k: p.read_bytes() for k, p in files.items()}
@@ -267,7 +273,7 @@ def load(target: str | os.PathLike, tracking_uri: str | None = None, suite: str 
         results = _frame_from_trials(trials) if trials else results
     if results is None:
         raise SasiError("found no trials (no results.parquet and no child runs)", target)
-    data = SuiteData(name, target, results, trials, uri, notes=notes)
+    data = SuiteData(name, target, results, trials, uri, notes=notes, images=search_images)
     if parent is not None:
         data.parent_id, data.parent_status = parent.info.run_id, parent.info.status
         data.parent_tags, data.parent_params = dict(parent.data.tags), dict(parent.data.params)
@@ -365,6 +371,26 @@ def compute_table(data: SuiteData) -> pd.DataFrame:
     return out.drop(columns="known").reset_index()
 
 
+def with_total(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compute_table` and a ``total`` row (GPU-hours unknown unless known for every variant)."""
+    total = {"variant": "total", "trials": table["trials"].sum(), "hours": table["hours"].sum(),
+             "gpu_hours": table["gpu_hours"].sum(skipna=False)}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def compute_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """:func:`compute_table` as parent-run metrics ``trial_hours/<variant>`` and ``gpu_hours/<variant>`` (where
+    the GPUs are known), each with its ``/total``."""
+    if table.empty:
+        return {}
+    metrics = {}
+    for row in with_total(table).itertuples(index=False):
+        metrics[f"trial_hours/{row.variant}"] = row.hours
+        if not math.isnan(row.gpu_hours):
+            metrics[f"gpu_hours/{row.variant}"] = row.gpu_hours
+    return metrics
+
+
 def compute_figure(table: pd.DataFrame, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -381,11 +407,11 @@ def compute_figure(table: pd.DataFrame, path: str | Path) -> Path:
 
 # ---- rendering ------------------------------------------------------------------------------------
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: Any, digits: int = 3, spec: str = "f") -> str:
     if value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:.{digits}{spec}}"
     return str(value)
 
 
@@ -397,6 +423,12 @@ def _cell(mean: float, ci: float) -> str:
 class Table:
     header: list[str]
     rows: list[list[str]]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, digits: int = 4) -> Table:
+        """A DataFrame as text: floats to ``digits`` significant digits, ``–`` where missing."""
+        return cls([str(c) for c in frame.columns],
+                   [[_fmt(v, digits, "g") for v in row] for row in frame.itertuples(index=False)])
 
     def markdown(self) -> str:
         esc = [[c.replace("|", "\\|") for c in row] for row in self.rows]
@@ -557,7 +589,8 @@ def build(data: SuiteData, metric: str = "test_f1") -> Report:
     meta.append(("trials", str(len(results))))
     meta.append(("report written", _dt.datetime.now().isoformat(timespec="seconds")))
     sections: list[tuple[str, list]] = []
-    gridded = (set(GRID) <= set(results.columns) and metric in results.columns
+    search = data.parent_tags.get("kind") == "search"  # its trials differ in parameters, not in seeds
+    gridded = (not search and set(GRID) <= set(results.columns) and metric in results.columns
                and results["shots"].notna().any() and results["variant"].notna().any())
     if gridded and results[metric].notna().any():
         table = summary.summarise(results, metric)
@@ -572,10 +605,13 @@ def build(data: SuiteData, metric: str = "test_f1") -> Report:
                                           _png_of(lambda path: per_class_figure(per_class, path))))
     elif gridded:
         sections.append((f"{metric} (mean ± 95% CI over seeds)", [f"No trial reported {metric}."]))
+    if data.images:
+        sections.append(("Search parameters", [Figure(Path(k).stem, title, data.images[k])
+                                               for k, title in SEARCH_PNGS.items() if k in data.images]))
     compute = compute_table(data)
     if not compute.empty:
         rows = [[str(r.variant), str(int(r.trials)), _fmt(r.hours, 3), _fmt(r.gpu_hours, 3)]
-                for r in compute.itertuples(index=False)]
+                for r in (with_total(compute) if len(compute) > 1 else compute).itertuples(index=False)]
         items: list = [Table(["variant", "trials", "trial hours", "GPU-hours"], rows)]
         if compute["gpu_hours"].isna().any():
             items.append("GPU-hours: '–' where the runs do not record how many GPUs a trial held "
@@ -632,19 +668,27 @@ def attach(data: SuiteData, paths: dict[str, Path]) -> str:
 
 def publish(parent_run_id: str, tracking_uri: str, out: str | Path) -> dict[str, Path]:
     """For the end of a suite: write its report to ``out``, attach it to the parent run, and log compute
-    per variant there as metrics (``trial_hours.<variant>``, and ``gpu_hours.<variant>`` where GPUs are known)."""
+    per variant there as metrics (:func:`compute_metrics`)."""
     from sasi.platform import tracking
 
     data = load(parent_run_id, tracking_uri)
     paths = write(build(data), out)
     attach(data, paths)
-    metrics = {}
-    for row in compute_table(data).itertuples(index=False):
-        metrics[f"trial_hours.{row.variant}"] = row.hours
-        if not math.isnan(row.gpu_hours):
-            metrics[f"gpu_hours.{row.variant}"] = row.gpu_hours
-    tracking.log_metrics(tracking_uri, parent_run_id, metrics)
+    tracking.log_metrics(tracking_uri, parent_run_id, compute_metrics(compute_table(data)))
     return paths
+
+
+def publish_quietly(parent_run_id: str, tracking_uri: str, storage: str, name: str) -> Path | None:
+    """:func:`publish` into ``<storage>/<name>/report`` (a temporary folder for remote storage); returns
+    ``report.html``, or ``None`` after a one-line warning: a report never fails the suite."""
+    from sasi.platform.tracking import best_effort, is_remote
+
+    if not is_remote(storage):
+        paths = best_effort("suite report", publish, parent_run_id, tracking_uri, Path(storage) / name / "report")
+        return paths["html"] if paths else None
+    with tempfile.TemporaryDirectory() as tmp:
+        best_effort("suite report", publish, parent_run_id, tracking_uri, tmp)
+    return None
 
 
 def make_report(target: str | os.PathLike, out: str | Path | None = None, tracking_uri: str | None = None,

@@ -46,10 +46,20 @@ def _slice_png(path: Path, seed: int) -> Path:
     return slice_with_particles(volume, truth, 10.0, path, pred=picks, z=4, title="test_00: o truth, x picks")
 
 
+def _finish(uri: str, run: str, minutes: float | None) -> None:
+    """Close a run, ``minutes`` after its start when given (else now)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    end = None if minutes is None else client.get_run(run).info.start_time + round(minutes * 60_000)
+    client.set_terminated(run, "FINISHED", end_time=end)
+
+
 def build_suite_store(storage: Path, name: str = "browse",
                       variants: tuple[str, ...] = ("sasi", "supervised-only"), shots: int = 3,
-                      seed: int = 0) -> SuiteStore:
-    """One parent run + one child run per variant, with params, stepped metrics, tags and PNG artifacts."""
+                      seed: int = 0, gpus: float = 0, minutes: tuple[float, ...] | None = None) -> SuiteStore:
+    """One parent run + one child run per variant, with params, stepped metrics, tags and PNG artifacts;
+    each trial held ``gpus`` (tag ``sasi.gpus``) and ran ``minutes[i]`` (default: as long as logging took)."""
     from sasi.platform import summary, tracking
     from sasi.platform.figures import f1_vs_shots, per_class_f1, training_curves
 
@@ -64,7 +74,7 @@ def build_suite_store(storage: Path, name: str = "browse",
     for i, variant in enumerate(variants):
         run_name = trial_name(name, variant, shots, seed)
         run = tracking.child_run(uri, experiment, parent, f"trial{i:05d}", run_name,
-                                 {"variant": variant, "shots": shots, "seed": seed, "sasi.gpus": 0})
+                                 {"variant": variant, "shots": shots, "seed": seed, "sasi.gpus": gpus})
         store.children[run_name] = run
         tracking.log_params(uri, run, {"name": variant, "data.shots": shots, "train.seed": seed,
                                        "train.iterations": 20, "infill.enabled": variant == "sasi"})
@@ -86,7 +96,7 @@ def build_suite_store(storage: Path, name: str = "browse",
                                   overall=test["test_f1"])]
             (Path(tmp) / "config.yaml").write_text(f"name: {variant}\n")
             tracking.log_artifacts(uri, run, [*files, Path(tmp) / "config.yaml"])
-        tracking.finish(uri, run, "FINISHED")
+        _finish(uri, run, minutes[i] if minutes else None)
         rows.append({"variant": variant, "shots": shots, "seed": seed, "error": "",
                      **{k: v for k, v in history[-1].items() if k.startswith("val_")}, **test,
                      "iteration": 20.0, "trial_id": f"trial{i:05d}"})

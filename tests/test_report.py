@@ -11,6 +11,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from _suite_store import build_suite_store
 from typer.testing import CliRunner
@@ -136,17 +137,43 @@ def test_runs_link_points_at_the_runs_table(store):
 
 
 def test_publish_attaches_report_and_logs_compute(tmp_path):
-    """What a suite can call at its end: report next to the results, on the parent run, GPU-hours as metrics."""
+    """What a suite calls at its end: report next to the results, on the parent run, GPU-hours as metrics."""
     from mlflow.tracking import MlflowClient
 
-    from sasi.report import publish
+    from sasi.report import publish_quietly
 
-    store = build_suite_store(tmp_path / "storage", name="pub")
-    paths = publish(store.parent_id, store.uri, tmp_path / "storage" / "pub" / "report")
-    assert paths["html"].is_file()
+    store = build_suite_store(tmp_path / "storage", name="pub", gpus=2, minutes=(30, 90))
+    html = publish_quietly(store.parent_id, store.uri, str(store.storage), "pub")
+    assert html == store.storage / "pub" / "report" / "report.html" and html.is_file()
     client = MlflowClient(store.uri)
     assert {a.path for a in client.list_artifacts(store.parent_id, "report")} == {"report/report.html",
                                                                                    "report/report.md"}
     metrics = client.get_run(store.parent_id).data.metrics
-    assert {"trial_hours.sasi", "gpu_hours.sasi", "gpu_hours.supervised-only"} <= set(metrics)
-    assert metrics["gpu_hours.sasi"] == 0.0  # the trials held no GPU (tag sasi.gpus = 0)
+    assert metrics["trial_hours/sasi"] == pytest.approx(0.5) and metrics["trial_hours/total"] == pytest.approx(2)
+    assert metrics["gpu_hours/sasi"] == pytest.approx(1) and metrics["gpu_hours/supervised-only"] == pytest.approx(3)
+    assert metrics["gpu_hours/total"] == pytest.approx(4)
+    assert "| total | 2 | 2.000 | 4.000 |" in (html.parent / "report.md").read_text()
+
+
+def test_publish_failure_is_one_warning(store, tmp_path, caplog):
+    from sasi.report import publish_quietly
+
+    assert publish_quietly("0" * 32, store.uri, str(tmp_path), "gone") is None
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1
+    message = warned[0]
+    assert message.startswith("suite report skipped: SasiError: cannot read the MLflow store") and "\n" not in message
+    assert not (tmp_path / "gone").exists()
+
+
+def test_compute_metrics_leave_out_unknown_gpus():
+    from sasi.report import SuiteData, Trial, compute_metrics, compute_table
+
+    def trial(variant: str, hours: float, tags: dict) -> Trial:
+        return Trial(variant, variant, "FINISHED", {"variant": variant, **tags}, {}, {}, 1, 1 + round(hours * 3.6e6))
+
+    data = SuiteData("s", "s", pd.DataFrame(), [trial("a", 1, {"sasi.gpus": "4"}), trial("a", 0.5, {"sasi.gpus": "4"}),
+                                                 trial("b", 2, {})])
+    assert compute_metrics(compute_table(data)) == {"trial_hours/a": 1.5, "gpu_hours/a": 6.0, "trial_hours/b": 2.0,
+                                                    "trial_hours/total": 3.5}
+    assert compute_metrics(compute_table(SuiteData("s", "s", pd.DataFrame()))) == {}

@@ -134,7 +134,10 @@ def results_frame(grid, metric: str = "test_f1"):
 
 def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, quick: bool = False,
               resume: bool = True, console=None) -> tuple[Any, Any]:
-    """Run the grid as one Tune experiment; returns (per-trial results, summary). Ray must be connected."""
+    """Run the grid as one Tune experiment; returns (per-trial results, summary). Ray must be connected.
+
+    Ends with the report (``<storage>/<name>/report/``, :func:`sasi.report.publish_quietly`) on the parent run.
+    """
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -142,6 +145,7 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
     from sasi.platform.figures import f1_vs_shots
     from sasi.platform.runtime import trial_resources
     from sasi.platform.trial import CloseRuns, TrialSpec, trial_driver
+    from sasi.report import publish_quietly
 
     storage = str(Path(storage).resolve())
     name = f"{suite.name}-quick" if quick else suite.name
@@ -185,7 +189,9 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
     for row in table.itertuples(index=False):
         tracking.log_metrics(uri, parent, {f"test_f1.{row.variant}.{row.shots}shots": row.test_f1_mean})
     tracking.finish(uri, parent, "FINISHED" if not results["error"].any() else "FAILED")
+    report = publish_quietly(parent, uri, storage, name)  # also GPU-hours per variant on the parent run
     if console is not None:
         console.print(summary.rich_table(table, title=f"{name}: test F1 (mean ± 95% CI over seeds)"))
-        console.print(f"results: {path}/results.parquet · summary: {path}/summary.md · MLflow: {uri}")
+        console.print(f"results: {path}/results.parquet · summary: {path}/summary.md · MLflow: {uri}"
+                      + (f" · report: {report}" if report else ""))
     return results, table

@@ -1,17 +1,18 @@
-"""PNG figures for tracking: training curves of a run and F1 against shots for a suite."""
+"""PNG figures for tracking: training curves of a run, F1 against shots for a suite, parameters of a search."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from sasi.plots import save_figure  # noqa: E402
+from sasi.plots import save_figure
 
 
 def training_curves(history: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
@@ -68,3 +69,25 @@ def per_class_f1(scores: Mapping[str, float], path: str | Path, title: str = "",
                   fontsize=8)
     ax.set(ylabel="F1", ylim=(0, 1.1), title=title or "F1 per class")
     return save_figure(fig, path)
+
+
+def param_importances(importances: Mapping[str, float], path: str | Path, metric: str = "objective") -> Path:
+    """Horizontal bars of each parameter's share of the ``metric`` variance (most important on top)."""
+    names = sorted(importances, key=importances.get)
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.4 * len(names)), dpi=100)
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set(xlabel=f"share of importance for {metric}", xlim=(0, 1.05), title="parameter importances")
+    ax.tick_params(axis="y", labelsize=8)
+    return save_figure(fig, path)
+
+
+def parallel_coordinates(study, params: Sequence[str], path: str | Path, metric: str = "objective") -> Path:
+    """One line per complete trial of an Optuna ``study`` across its ``params``, coloured by ``metric``."""
+    import optuna
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = plot_parallel_coordinate(study, params=list(params), target_name=metric)
+    ax.figure.set_size_inches(2.2 * len(params) + 3.5, 4.2)
+    return save_figure(ax.figure, path)

@@ -60,6 +60,16 @@ class Parameter:
             return trial.suggest_int(self.path, int(self.low), int(self.high), step=int(self.step or 1))
         return trial.suggest_float(self.path, self.low, self.high, log=self.type == "log", step=self.step)
 
+    def distribution(self):
+        """The Optuna distribution that :meth:`suggest` samples from."""
+        import optuna
+
+        if self.type == "choice":
+            return optuna.distributions.CategoricalDistribution(list(self.values))
+        if self.type == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), step=int(self.step or 1))
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.type == "log", step=self.step)
+
 
 @dataclass(frozen=True)
 class Constraint:

@@ -8,10 +8,11 @@ processes, so a relative or unset URI would scatter databases). Child runs are f
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ TRIAL_TAG = "ray.trial_id"
 SUITE_TAG = "sasi.suite"
 ROLE_TAG = "sasi.role"
 PACKAGES = ("torch", "ray", "optuna", "mlflow-skinny", "numpy", "sasi")
+log = logging.getLogger(__name__)
 
 
 def _client(uri: str):
@@ -150,11 +152,22 @@ def log_artifacts(uri: str, run_id: str, paths: Iterable[Path], folder: str | No
         client.log_artifact(run_id, str(path), artifact_path=folder)
 
 
+def best_effort(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, or ``None`` after a one-line warning: for extras that must never fail a suite."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the suite's own results are already logged
+        first = str(exc).strip().splitlines()
+        log.warning("%s skipped: %s: %s", what, type(exc).__name__, first[0] if first else "")
+        return None
+
+
 def git_sha() -> str:
     """``git rev-parse HEAD`` of the source tree, else ``"unknown"`` (e.g. inside a job's working_dir)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
+                             check=False)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

@@ -2,11 +2,14 @@
 
 The searcher's live state stays in memory (so ``Tuner.restore`` is consistent after a driver crash);
 :class:`OptunaMirror` copies finished trials into an Optuna SQLite study for browsing
-(``optuna-dashboard sqlite:///<storage>/<suite>-optuna.db``).
+(``optuna-dashboard sqlite:///<storage>/<suite>-optuna.db``). At the end the search's parent run gets the
+results table (``results.parquet``, ``results.md``), parameter importances (metrics ``importance/<param>``,
+``param_importances.png``), ``parallel_coordinates.png`` and the suite report (:func:`sasi.report.publish`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from sasi.config import to_dict
 from sasi.platform.search_space import SearchSpace
 from sasi.platform.trial import COMPLETED, CloseRuns, TrialSpec, trial_driver
+
+log = logging.getLogger(__name__)
 
 
 class SasiOptunaSearch(OptunaSearch):
@@ -43,12 +49,28 @@ class SasiOptunaSearch(OptunaSearch):
         return super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def _distribution(p) -> optuna.distributions.BaseDistribution:
-    if p.type == "choice":
-        return optuna.distributions.CategoricalDistribution(list(p.values))
-    if p.type == "int":
-        return optuna.distributions.IntDistribution(int(p.low), int(p.high), step=int(p.step or 1))
-    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.type == "log", step=p.step)
+def _direction(space: SearchSpace) -> str:
+    return "maximize" if space.mode == "max" else "minimize"
+
+
+def _frozen_trial(space: SearchSpace, config: dict, result: dict, trial_id: str | None) -> optuna.trial.FrozenTrial:
+    """A finished Tune trial for Optuna: COMPLETE if it trained to the end with a score, else PRUNED."""
+    params = {p.path: config[p.path] for p in space.parameters if p.path in config}
+    dists = {p.path: p.distribution() for p in space.parameters if p.path in params}
+    value = result.get(space.metric)
+    done = bool(result.get(COMPLETED)) and value is not None
+    return optuna.trial.create_trial(
+        params=params, distributions=dists, value=value if done else None,
+        state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED,
+        user_attrs={"ray_trial_id": trial_id})
+
+
+def study_of(results, space: SearchSpace) -> optuna.Study:
+    """An in-memory Optuna study of a search's finished trials (Tune ``Result``s; errored ones left out)."""
+    study = optuna.create_study(direction=_direction(space))
+    study.add_trials([_frozen_trial(space, r.config or {}, r.metrics or {}, (r.metrics or {}).get("trial_id"))
+                      for r in results if not r.error])
+    return study
 
 
 class OptunaMirror(tune.Callback):
@@ -58,23 +80,79 @@ class OptunaMirror(tune.Callback):
         self.url, self.study_name, self.space = url, study, space
 
     def _study(self) -> optuna.Study:
-        direction = "maximize" if self.space.mode == "max" else "minimize"
-        return optuna.create_study(storage=self.url, study_name=self.study_name, direction=direction,
+        return optuna.create_study(storage=self.url, study_name=self.study_name, direction=_direction(self.space),
                                    load_if_exists=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         study = self._study()
         if any(t.user_attrs.get("ray_trial_id") == trial.trial_id for t in study.get_trials(deepcopy=False)):
             return
-        result = trial.last_result or {}
-        params = {p.path: trial.config[p.path] for p in self.space.parameters if p.path in trial.config}
-        dists = {p.path: _distribution(p) for p in self.space.parameters if p.path in params}
-        value = result.get(self.space.metric)
-        state = optuna.trial.TrialState.COMPLETE if result.get(COMPLETED) and value is not None \
-            else optuna.trial.TrialState.PRUNED
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=dists, value=value if state.name == "COMPLETE" else None, state=state,
-            user_attrs={"ray_trial_id": trial.trial_id}))
+        study.add_trial(_frozen_trial(self.space, trial.config, trial.last_result or {}, trial.trial_id))
+
+
+def varying_params(study: optuna.Study) -> list[str]:
+    """Parameters set in every complete trial that took more than one value; [] (and a warning) when
+    importances would mean nothing: fewer than 2 complete trials, or no parameter varied."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        log.warning("parameter importances skipped: %d complete trial(s), need 2", len(done))
+        return []
+    common = set.intersection(*(set(t.params) for t in done))
+    varying = sorted(p for p in common if len({repr(t.params[p]) for t in done}) > 1)
+    if not varying:
+        log.warning("parameter importances skipped: no parameter varied across the complete trials")
+    return varying
+
+
+def search_figures(study: optuna.Study, folder: Path, metric: str) -> tuple[dict[str, float], list[Path]]:
+    """Importances (Optuna's default, PED-ANOVA) of :func:`varying_params`, ``param_importances.png`` and
+    ``parallel_coordinates.png`` in ``folder``; nothing when :func:`varying_params` finds none."""
+    from sasi.platform import figures
+
+    params = varying_params(study)
+    if not params:
+        return {}, []
+    importances = optuna.importance.get_param_importances(study, params=params)
+    return importances, [figures.param_importances(importances, folder / "param_importances.png", metric),
+                         figures.parallel_coordinates(study, params, folder / "parallel_coordinates.png", metric)]
+
+
+def results_table(frame: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
+    """One row per trial, those that trained to the end first, best first: trial ID, scores, sampled parameters."""
+    scores = dict.fromkeys((space.metric, "val_f1", "test_f1", "test_precision", "test_recall", "iteration"))
+    columns = {"trial_id": "trial", **{c: c for c in scores}, COMPLETED: "completed",
+               **{f"config/{p.path}": p.path for p in space.parameters}}
+    table = frame[[c for c in columns if c in frame]].rename(columns=columns)
+    if "completed" in table:
+        table["completed"] = table["completed"].eq(1.0)
+    keys = [c for c in ("completed", space.metric) if c in table]
+    ascending = [key == space.metric and space.mode == "min" for key in keys]
+    return table.sort_values(keys, ascending=ascending, na_position="last").reset_index(drop=True)
+
+
+def _results_files(frame: pd.DataFrame, space: SearchSpace, folder: Path) -> list[Path]:
+    """``results.parquet`` (Tune's frame) and ``results.md`` (:func:`results_table`)."""
+    from sasi.report import Table
+
+    paths = [folder / "results.parquet", folder / "results.md"]
+    frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(paths[0], index=False)
+    paths[1].write_text(f"# {space.name}: trials, best {space.metric} first\n\n"
+                        + Table.of(results_table(frame, space)).markdown())
+    return paths
+
+
+def _log_summary(uri: str, parent: str, grid, frame: pd.DataFrame, space: SearchSpace) -> None:
+    """The parent run's results table, importances and figures (these last two best effort)."""
+    from sasi.platform import tracking
+
+    def log_figures(folder: Path) -> None:
+        importances, files = search_figures(study_of(grid, space), folder, space.metric)
+        tracking.log_metrics(uri, parent, {f"importance/{k}": v for k, v in importances.items()})
+        tracking.log_artifacts(uri, parent, files)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tracking.log_artifacts(uri, parent, _results_files(frame, space, Path(tmp)))
+        tracking.best_effort("search figures", log_figures, Path(tmp))
 
 
 @dataclass
@@ -83,6 +161,7 @@ class SearchOutcome:
     best_metrics: dict[str, Any]
     results: Any  # pandas.DataFrame, one row per trial
     path: str
+    report: Path | None = None  # report.html (local storage, when it could be written)
 
 
 def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler: str | Any | None,
@@ -97,6 +176,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
 
     from sasi.platform import tracking
     from sasi.platform.runtime import trial_resources
+    from sasi.report import publish_quietly
 
     storage = storage if tracking.is_remote(storage) else str(Path(storage).resolve())
     uri = tracking.resolve_tracking_uri(tracking_uri, storage)
@@ -140,12 +220,10 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     best_metrics = {k: v for k, v in (best.metrics or {}).items() if isinstance(v, (int, float))}
     tracking.log_metrics(uri, parent, {f"best_{k}": v for k, v in best_metrics.items()
                                        if k.startswith(("val_", "test_"))})
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "results.parquet"
-        frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(out, index=False)
-        tracking.log_artifacts(uri, parent, [out])
+    _log_summary(uri, parent, grid, frame, space)
     tracking.finish(uri, parent)
-    return SearchOutcome(dict(best.config or {}), best_metrics, frame, path)
+    report = publish_quietly(parent, uri, storage, space.name)
+    return SearchOutcome(dict(best.config or {}), best_metrics, frame, path, report)
 
 
 def _best(grid, metric: str, mode: str):
