@@ -175,7 +175,12 @@ def ablate(
 
     parsed = load_suite(suite)
     init_ray()
-    run_suite(parsed, _storage(storage), tracking_uri, quick=quick, console=console)
+    results, _ = run_suite(parsed, _storage(storage), tracking_uri, quick=quick, console=console)
+    failed = results[results["error"] != ""]
+    if len(failed):
+        first = failed.iloc[0]
+        raise SasiError(f"{len(failed)} of {len(results)} trials failed (first: {first['variant']}, "
+                        f"{first['shots']} shots, seed {first['seed']}: {first['error']})")
 
 
 @app.command()

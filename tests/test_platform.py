@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from _helpers import RAY_TEST_ENV, ROOT, mlflow_runs
@@ -75,12 +76,33 @@ def test_suite_file_validation(tmp_path):
     from sasi.errors import SasiError
     from sasi.platform.ablate import load_suite
 
-    for name in ("smoke.yaml", "components.yaml"):
-        assert load_suite(ROOT / "ablations" / name).variants
+    suites = sorted((ROOT / "ablations").glob("*.yaml"))
+    assert {"smoke.yaml", "components.yaml"} <= {p.name for p in suites}
+    for path in suites:
+        assert load_suite(path).variants
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: b\nrecipe: tiny-v1\nshots: [3]\nseeds: [0]\nvariants: {a: {preset: nope}}\n")
     with pytest.raises(SasiError, match="unknown preset"):
         load_suite(bad)
+
+
+def test_ablate_exits_non_zero_when_trials_fail(monkeypatch):
+    """`sasi ablate` reports failed trials in one line and exits 1 (the suite itself still completes)."""
+    from typer.testing import CliRunner
+
+    import sasi.platform.ablate
+    import sasi.platform.runtime
+    from sasi.cli import app
+
+    def run_suite(*args, **kwargs):
+        return pd.DataFrame({"variant": ["a", "b"], "shots": [3, 3], "seed": [0, 0],
+                             "error": ["", "RuntimeError: boom"]}), None
+
+    monkeypatch.setattr(sasi.platform.ablate, "run_suite", run_suite)
+    monkeypatch.setattr(sasi.platform.runtime, "init_ray", lambda *a, **k: None)
+    result = CliRunner().invoke(app, ["ablate", str(ROOT / "ablations" / "smoke.yaml")])
+    assert result.exit_code != 0
+    assert "1 of 2 trials failed (first: b, 3 shots, seed 0: RuntimeError: boom)" in str(result.exception)
 
 
 def test_suite_worker_resources_and_concurrency(tmp_path, monkeypatch):
