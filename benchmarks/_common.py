@@ -14,12 +14,21 @@ def train_only_dataset(recipe: str, root: str | Path = "/tmp/sasi-bench") -> str
 
     With no ``val`` split the training loop skips validation, so its reports time training alone.
     """
+    return _dataset(recipe, root, "train-only", {"train": 1})
+
+
+def recipe_dataset(recipe: str, root: str | Path = "/tmp/sasi-bench") -> str:
+    """Simulate (once) the whole ``recipe`` (train, val and test tomograms) under ``root``."""
+    return _dataset(recipe, root, "full", None)
+
+
+def _dataset(recipe: str, root: str | Path, tag: str, splits: dict[str, int] | None) -> str:
     from sasi.simulate import get_recipe, simulate_dataset
 
-    folder = Path(root) / f"{recipe}-train-only"
+    folder = Path(root) / f"{recipe}-{tag}"
     if not (folder / "dataset.yaml").exists():
         r = get_recipe(recipe)
-        simulate_dataset(folder, r.simulation, {"train": 1}, seed=0, recipe=r.name, progress=False)
+        simulate_dataset(folder, r.simulation, splits or r.splits, seed=0, recipe=r.name, progress=False)
     return str(folder)
 
 
@@ -50,3 +59,50 @@ def write_results(name: str, settings: dict, rows: list[dict], **extra) -> Path:
             "settings": settings, "rows": rows, **extra}
     out.write_text(json.dumps(body, indent=2))
     return out
+
+
+class GpuSampler:
+    """``with GpuSampler() as gpu:`` samples ``nvidia-smi`` every 0.5 s (no samples without it).
+
+    ``gpus``: indices as ``nvidia-smi -i`` takes them (default: all). Afterwards ``util_mean`` (% averaged over
+    samples and GPUs) and ``mem_max_mib`` (largest memory use of one GPU) summarise what it saw.
+    """
+
+    def __init__(self, gpus: str | None = None):
+        import threading
+
+        self.samples: list[list[tuple[float, float]]] = []
+        self._cmd = ["nvidia-smi", *(["-i", gpus] if gpus else []),
+                     "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import subprocess
+
+        while not self._stop.wait(0.5):
+            out = subprocess.run(self._cmd, check=False, capture_output=True, text=True).stdout.strip()
+            if out:
+                self.samples.append([tuple(float(v) for v in line.split(",")) for line in out.splitlines()])
+
+    def __enter__(self) -> GpuSampler:
+        import shutil
+
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def util_mean(self) -> float | None:
+        values = [u for sample in self.samples for u, _ in sample]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def mem_max_mib(self) -> float | None:
+        values = [m for sample in self.samples for _, m in sample]
+        return max(values) if values else None

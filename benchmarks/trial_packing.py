@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import TINY, print_table, train_only_dataset, write_results
+from _common import TINY, GpuSampler, print_table, train_only_dataset, write_results
 
 
 def trial(job: dict, barrier, results) -> None:
@@ -56,17 +53,6 @@ def trial(job: dict, barrier, results) -> None:
                  "peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None})
 
 
-def sample_gpu(stop: threading.Event, samples: list[tuple[float, float]]) -> None:
-    """(utilisation %, memory used MiB) of the first visible GPU every 0.5 s until ``stop``."""
-    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
-    cmd = ["nvidia-smi", "-i", gpu, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
-    while not stop.wait(0.5):
-        out = subprocess.run(cmd, check=False, capture_output=True, text=True).stdout.strip()
-        if out:
-            util, mem = out.splitlines()[0].split(",")
-            samples.append((float(util), float(mem)))
-
-
 def pack(n: int, job: dict, timeout: float) -> dict:
     """Run ``n`` trials together; their it/s and what nvidia-smi saw meanwhile."""
     ctx = mp.get_context("spawn")
@@ -75,19 +61,14 @@ def pack(n: int, job: dict, timeout: float) -> dict:
     for p in procs:
         p.start()
     barrier.wait(timeout)  # all built and warmed up
-    stop, samples = threading.Event(), []
-    sampler = threading.Thread(target=sample_gpu, args=(stop, samples), daemon=True)
-    if shutil.which("nvidia-smi"):
-        sampler.start()
-    trials = [results.get(timeout=job["seconds"] + timeout) for _ in range(n)]
-    stop.set()
+    with GpuSampler(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0") as gpu:
+        trials = [results.get(timeout=job["seconds"] + timeout) for _ in range(n)]
     for p in procs:
         p.join()
     speeds = [t["it_per_s"] for t in trials]
     return {"n": n, "trial_it_per_s": sum(speeds) / n, "min_trial_it_per_s": min(speeds),
             "aggregate_it_per_s": sum(speeds),
-            "gpu_util_mean": sum(u for u, _ in samples) / len(samples) if samples else None,
-            "mem_used_max_mib": max(m for _, m in samples) if samples else None,
+            "gpu_util_mean": gpu.util_mean, "mem_used_max_mib": gpu.mem_max_mib,
             "peak_alloc_gib_per_trial": trials[0]["peak_alloc_gib"], "trials": trials}
 
 
