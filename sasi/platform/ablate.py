@@ -143,8 +143,8 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
 
     from sasi.platform import summary, tracking
     from sasi.platform.figures import f1_vs_shots
-    from sasi.platform.runtime import trial_resources
-    from sasi.platform.trial import CloseRuns, TrialSpec, trial_driver
+    from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
+    from sasi.platform.trial import CloseRuns, ReapOrphans, TrialSpec, trial_driver
     from sasi.report import publish_quietly
 
     storage = str(Path(storage).resolve())
@@ -166,6 +166,7 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
     path = f"{storage}/{name}"
     if resume and tune.Tuner.can_restore(path):
+        reap_orphaned_placement_groups()
         tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
                                    resume_unfinished=True)
     else:
@@ -176,7 +177,8 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
             # the generator limits concurrency itself (Tune ignores max_concurrent_trials for it)
             tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent,
                                                                          random_state=0)),
-            run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[CloseRuns(uri, experiment)],
+            run_config=tune.RunConfig(name=name, storage_path=storage,
+                                      callbacks=[CloseRuns(uri, experiment), ReapOrphans()],
                                       failure_config=tune.FailureConfig(max_failures=1)),
         )
     grid = tuner.fit()

@@ -75,3 +75,36 @@ def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, 
     else:
         concurrent = fit if fit > 0 else (trials or 1)
     return TrialResources(driver, worker, workers, max(1, concurrent))
+
+
+def reap_orphaned_placement_groups(idle_s: float = 60.0) -> int:
+    """Remove placement groups nobody will use again; return how many.
+
+    Orphans are groups created by a driver that is gone (a killed ``sasi tune``), and groups older than
+    ``idle_s`` that hold no live actor: the worker group of a Train run whose controller died (an
+    early-stopped trial). Train's own cleaner removes those too, but it polls the state API, which can
+    stall for minutes on a busy head, and the held CPUs/GPUs then starve the next trials (ray#54305).
+    Detached groups are never touched.
+    """
+    import time
+
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+    from ray.util.state import list_actors, list_jobs, list_placement_groups
+
+    context = ray.get_runtime_context()
+    address = context.gcs_address
+    live_jobs = {j.job_id for j in list_jobs(address=address) if str(j.status).endswith("RUNNING")}
+    live_jobs.add(context.get_job_id())
+    in_use = {a.placement_group_id for a in list_actors(address=address, detail=True, limit=10_000)
+              if a.state != "DEAD" and a.placement_group_id}
+    now_ns, reaped = time.time_ns(), 0
+    for group in list_placement_groups(address=address, detail=True, limit=10_000):
+        if group.state not in ("CREATED", "PENDING", "RESCHEDULING") or group.is_detached:
+            continue
+        created_ns = int((group.stats or {}).get("creation_request_received_ns") or now_ns)
+        idle = group.placement_group_id not in in_use and now_ns - created_ns > idle_s * 1e9
+        if group.creator_job_id not in live_jobs or idle:
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group.placement_group_id))))
+            reaped += 1
+    return reaped

@@ -44,7 +44,7 @@ def _pivot(summary: pd.DataFrame, metric: str) -> tuple[list[int], dict[str, dic
 def markdown(summary: pd.DataFrame, metric: str = "test_f1") -> str:
     """Variants × shots table of ``mean ± CI``."""
     shots, cells = _pivot(summary, metric)
-    lines = [f"| variant | " + " | ".join(f"{s} shots" for s in shots) + " |",
+    lines = ["| variant | " + " | ".join(f"{s} shots" for s in shots) + " |",
              "|---|" + "---|" * len(shots)]
     for variant, row in cells.items():
         lines.append(f"| {variant} | " + " | ".join(row.get(s, "–") for s in shots) + " |")

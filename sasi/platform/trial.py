@@ -99,7 +99,8 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
         final = {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))}
         tune.report({**final, **report.metrics, "iteration": float(config.train.iterations), COMPLETED: 1.0})
     except BaseException:
-        tracking.finish(uri, run_id, "FAILED")
+        if tracking.run_status(uri, run_id) == "RUNNING":  # CloseRuns may have marked a stopped trial KILLED
+            tracking.finish(uri, run_id, "FAILED")
         raise
     tracking.finish(uri, run_id, "FINISHED")
 
@@ -110,17 +111,37 @@ class CloseRuns(tune.Callback):
     def __init__(self, tracking_uri: str, experiment_id: str):
         self.uri, self.experiment_id = tracking_uri, experiment_id
 
-    def _close(self, trial, status: str) -> None:
+    def _close(self, trial, status: str, replace: tuple[str, ...] = ("RUNNING",)) -> None:
         from sasi.platform import tracking
 
         run_id = tracking.trial_run_id(self.uri, self.experiment_id, trial.trial_id)
-        if run_id and tracking.run_status(self.uri, run_id) == "RUNNING":
+        if run_id and tracking.run_status(self.uri, run_id) in replace:
             if status == "KILLED":
                 tracking.set_tags(self.uri, run_id, {"sasi.stopped_early": "true"})
             tracking.finish(self.uri, run_id, status)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._close(trial, "KILLED")
+        # Completed without the final report: the scheduler stopped it. Its driver may already have marked the
+        # run FAILED (the stop interrupts training with an error) if it got there before Ray ended the actor.
+        if (trial.last_result or {}).get(COMPLETED) != 1.0:
+            self._close(trial, "KILLED", replace=("RUNNING", "FAILED"))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._close(trial, "FAILED")
+
+
+class ReapOrphans(tune.Callback):
+    """In the suite driver: every ``every_s`` seconds, free placement groups of dead Train runs and drivers."""
+
+    def __init__(self, every_s: float = 30.0):
+        self.every_s, self._last = every_s, 0.0
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        import time
+
+        from sasi.platform.runtime import reap_orphaned_placement_groups
+        from sasi.platform.tracking import best_effort
+
+        if time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            best_effort("reaping orphaned placement groups", reap_orphaned_placement_groups)

@@ -23,7 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sasi.config import to_dict
 from sasi.platform.search_space import SearchSpace
-from sasi.platform.trial import COMPLETED, CloseRuns, TrialSpec, trial_driver
+from sasi.platform.trial import COMPLETED, CloseRuns, ReapOrphans, TrialSpec, trial_driver
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     from ray.tune.schedulers import ASHAScheduler
 
     from sasi.platform import tracking
-    from sasi.platform.runtime import trial_resources
+    from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
     from sasi.report import publish_quietly
 
     storage = storage if tracking.is_remote(storage) else str(Path(storage).resolve())
@@ -192,10 +192,11 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
                      gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"])
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
     path = f"{storage.rstrip('/')}/{space.name}"
-    callbacks: list[tune.Callback] = [CloseRuns(uri, experiment)]
+    callbacks: list[tune.Callback] = [CloseRuns(uri, experiment), ReapOrphans()]
     if optuna_db and not tracking.is_remote(storage):
         callbacks.append(OptunaMirror(f"sqlite:///{storage}/{space.name}-optuna.db", space.name, space))
     if resume and tune.Tuner.can_restore(path):
+        reap_orphaned_placement_groups()
         tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
                                    resume_unfinished=True)
     else:
