@@ -77,14 +77,14 @@ def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, 
     return TrialResources(driver, worker, workers, max(1, concurrent))
 
 
-def reap_orphaned_placement_groups(idle_s: float = 60.0) -> int:
+def reap_orphaned_placement_groups(idle_s: float = 60.0, timeout_s: int = 10) -> int:
     """Remove placement groups nobody will use again; return how many.
 
     Orphans are groups created by a driver that is gone (a killed ``sasi tune``), and groups older than
     ``idle_s`` that hold no live actor: the worker group of a Train run whose controller died (an
     early-stopped trial). Train's own cleaner removes those too, but it polls the state API, which can
     stall for minutes on a busy head, and the held CPUs/GPUs then starve the next trials (ray#54305).
-    Detached groups are never touched.
+    Detached groups are never touched. Each state-API query gives up after ``timeout_s``.
     """
     import time
 
@@ -94,12 +94,13 @@ def reap_orphaned_placement_groups(idle_s: float = 60.0) -> int:
 
     context = ray.get_runtime_context()
     address = context.gcs_address
-    live_jobs = {j.job_id for j in list_jobs(address=address) if str(j.status).endswith("RUNNING")}
+    query = {"address": address, "timeout": timeout_s}
+    live_jobs = {j.job_id for j in list_jobs(**query) if str(j.status).endswith("RUNNING")}
     live_jobs.add(context.get_job_id())
-    in_use = {a.placement_group_id for a in list_actors(address=address, detail=True, limit=10_000)
+    in_use = {a.placement_group_id for a in list_actors(**query, detail=True, limit=10_000)
               if a.state != "DEAD" and a.placement_group_id}
     now_ns, reaped = time.time_ns(), 0
-    for group in list_placement_groups(address=address, detail=True, limit=10_000):
+    for group in list_placement_groups(**query, detail=True, limit=10_000):
         if group.state not in ("CREATED", "PENDING", "RESCHEDULING") or group.is_detached:
             continue
         created_ns = int((group.stats or {}).get("creation_request_received_ns") or now_ns)

@@ -144,4 +144,4 @@ class ReapOrphans(tune.Callback):
 
         if time.monotonic() - self._last >= self.every_s:
             self._last = time.monotonic()
-            best_effort("reaping orphaned placement groups", reap_orphaned_placement_groups)
+            best_effort("reaping orphaned placement groups", reap_orphaned_placement_groups, timeout_s=5)
