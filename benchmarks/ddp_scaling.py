@@ -75,17 +75,17 @@ def main() -> None:
     ray.init(address="local", num_cpus=max(2, 2 * max(counts)), num_gpus=gpus, include_dashboard=True,
              log_to_driver=False)
     rows = []
-    for n in counts:
+    for n in counts:  # results are written after every count, so a time-out keeps what finished
         rows.append(row(n, args.batch, *run(config, n, 1.0 if gpus else 0.0), args.target_f1))
         print(f"{n} workers: {rows[-1]['samples_per_s']:.0f} samples/s", flush=True)
+        one = next((r for r in rows if r["workers"] == 1), None)
+        for r in rows:
+            r["efficiency"] = r["samples_per_s"] / (r["workers"] * one["samples_per_s"]) if one else None
+        out = write_results("ddp_scaling", {**vars(args), "gpus": gpus, "preset": "sasi"}, rows)
     ray.shutdown()
-    one = next((r for r in rows if r["workers"] == 1), None)
-    for r in rows:
-        r["efficiency"] = r["samples_per_s"] / (r["workers"] * one["samples_per_s"]) if one else None
     print_table(rows, {"workers": "d", "wall_s": ".1f", "it_per_s": ".2f", "samples_per_s": ".0f",
                        "efficiency": ".3f", "final_val_f1": ".3f", "time_to_target_s": ".1f"})
-    print(f"wrote {write_results('ddp_scaling', {**vars(args), 'gpus': gpus, 'preset': 'sasi'}, rows)}")
-
+    print(f"wrote {out}")
 
 if __name__ == "__main__":
     main()

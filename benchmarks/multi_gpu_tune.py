@@ -72,13 +72,13 @@ def main() -> None:
                      "failed": int((results["error"] != "").sum()), "gpu_util_mean": gpu.util_mean,
                      "test_f1_mean": float(results["test_f1"].mean())})
         print(f"{name}: {wall:.1f} s", flush=True)
+        for r in rows:
+            r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
+        out = write_results("multi_gpu_tune", {**vars(args), "gpus": gpus, "base": base}, rows)  # after each layout
     ray.shutdown()
-    for r in rows:
-        r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
     print_table(rows, {"layout": "", "workers": "d", "max_concurrent": "d", "trials": "d", "wall_s": ".1f",
                        "speedup": ".2f", "gpu_util_mean": ".1f", "failed": "d", "test_f1_mean": ".3f"})
-    print(f"wrote {write_results('multi_gpu_tune', {**vars(args), 'gpus': gpus, 'base': base}, rows)}")
-
+    print(f"wrote {out}")
 
 if __name__ == "__main__":
     main()

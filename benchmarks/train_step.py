@@ -5,7 +5,7 @@
 
 Supervised step = class-balanced rotated crops + volume infill + consistency branch (f(x) and f(T(x)) in one
 pass, so 2×batch crops) + Dice/Focal + Adam; contrastive step = two infill views of unlabelled windows (+ the
-consistency view). Data: the train tomogram of recipe shrec-like-fast-v1 (12 classes), N = 10 shots.
+consistency view). Data: the train tomogram of recipe shrec-like-fast-v1 (12 classes), N = 5 shots (the fast recipe has only 6 of its rarest class).
 FLOPs come from ``torch.utils.flop_counter`` over one step; the fraction of peak uses ``--peak-tflops``
 (H100 SXM dense bf16 ≈ 989; fp32/TF32 rows are compared to the same number). The JSON also holds the
 projected time of a paper-budget trial (ISS 10 epochs on a 128×256×256 tomogram + 70 k iterations).
@@ -20,17 +20,22 @@ import torch
 from _common import TINY, print_table, train_only_dataset, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
+import sasi.transfer
 from sasi.config import deep_update
 from sasi.presets import preset_config
 from sasi.train.loop import Trainer
 
 MODES = {  # name → (train overrides, TF32 matmul/conv)
-    "fp32": ({"amp": False}, False),
-    "tf32": ({"amp": False}, True),
-    "bf16 (host sync every step)": ({"amp": True, "log_every": 1}, True),
-    "bf16": ({"amp": True}, True),
-    "bf16+channels_last": ({"amp": True, "channels_last": True}, True),
-    "bf16+compile": ({"amp": True, "compile": True}, True),
+    "fp32": ({"amp": False, "channels_last": False, "cudnn_benchmark": False}, False),
+    "tf32": ({"amp": False, "channels_last": False, "cudnn_benchmark": False}, True),
+    "bf16 (host sync every step)": ({"amp": True, "log_every": 1, "channels_last": False, "cudnn_benchmark": False}, True),
+    "bf16": ({"amp": True, "channels_last": False, "cudnn_benchmark": False}, True),
+    "bf16+channels_last": ({"amp": True, "channels_last": True, "cudnn_benchmark": False}, True),
+    "bf16+channels_last+cudnn_benchmark": ({"amp": True, "channels_last": True, "cudnn_benchmark": True}, True),
+    "bf16+channels_last+cudnn_benchmark, blocking copies": ({"amp": True, "channels_last": True,
+                                                             "cudnn_benchmark": True}, True),
+    "bf16+channels_last+cudnn_benchmark+compile": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
+                                                    "compile": True}, True),
 }
 PAPER = {"iterations": 70_000, "iss_steps": 10 * 10 * 20 * 20 // 16}  # 10 epochs × windows(128×256×256, W=24, W/2) / 16
 
@@ -58,10 +63,43 @@ def _flops(step) -> float:
     return counter.get_total_flops()
 
 
+def profile(dataset: str, mode: str, steps: int = 20) -> dict:
+    """Where one consistency step's time goes: device busy time vs wall time, and the top kernels."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    train, tf32 = MODES[mode]
+    sasi.transfer.NON_BLOCKING = "blocking copies" not in mode
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    config = preset_config("sasi", {"data": {"dataset": dataset, "shots": 5}, "train": {"iterations": 10**9, **train}})
+    trainer = Trainer(config, progress=False)
+    for _ in range(25):
+        trainer.supervised_step()
+    _sync()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.supervised_step()
+        _sync()
+        wall = (time.perf_counter() - t0) / steps
+    events = [e for e in prof.key_averages() if e.device_time_total > 0 and e.device_type.name == "CUDA"]
+    busy = sum(e.device_time_total for e in events) / steps / 1e6
+    top = sorted(events, key=lambda e: e.device_time_total, reverse=True)[:12]
+    kernels = [{"kernel": e.key[:90], "ms_per_step": e.device_time_total / steps / 1e3, "calls_per_step": e.count / steps}
+               for e in top]
+    launches = sum(e.count for e in events) / steps
+    print(f"profile ({mode}): wall {wall * 1e3:.1f} ms/step, GPU busy {busy * 1e3:.1f} ms/step, "
+          f"{launches:.0f} kernels/step")
+    print_table(kernels, {"kernel": "s", "ms_per_step": ".3f", "calls_per_step": ".1f"})
+    return {"mode": mode, "wall_ms": wall * 1e3, "gpu_busy_ms": busy * 1e3, "kernels_per_step": launches,
+            "top_kernels": kernels}
+
+
 def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: float) -> dict:
     train, tf32 = MODES[mode]
+    sasi.transfer.NON_BLOCKING = "blocking copies" not in mode  # host→device copies without a stream sync
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    overrides = {"data": {"dataset": dataset, "shots": 10}, "pretrain": {"batch_size": batch},
+    overrides = {"data": {"dataset": dataset, "shots": 5}, "pretrain": {"batch_size": batch},
                  "train": {"iterations": 10**9, "batch_size": batch, **train}}
     config = preset_config("sasi", deep_update(overrides, TINY) if quick else overrides)
     trainer = Trainer(config, progress=False)
@@ -98,6 +136,7 @@ def main() -> None:
     p.add_argument("--batches", nargs="*", type=int, default=None, help="batch sweep in the best mode")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--peak-tflops", type=float, default=989.0)
+    p.add_argument("--no-profile", action="store_true", help="skip the kernel profile of the best mode")
     args = p.parse_args()
     quick = args.quick or not torch.cuda.is_available()
     dataset = train_only_dataset("shrec-like-fast-v1")
@@ -110,9 +149,10 @@ def main() -> None:
     print_table(rows, {"mode": "s", "batch": "d", "consistency_it_s": ".1f", "supervised_it_s": ".1f",
                        "ssl_it_s": ".1f", "samples_s": ".0f", "consistency_tflops": ".2f",
                        "consistency_peak_pct": ".2f", "consistency_mem_gb": ".2f", "paper_trial_min": ".1f"})
-    out = write_results("train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 10, "patch": 24,
+    prof = profile(dataset, best) if torch.cuda.is_available() and not args.no_profile else None
+    out = write_results("train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 5, "patch": 24,
                                        "steps": steps, "peak_tflops": args.peak_tflops, "quick": quick,
-                                       "paper_budget": PAPER}, rows, best_mode=best)
+                                       "paper_budget": PAPER}, rows, best_mode=best, profile=prof)
     print(f"best: {best}; wrote {out}")
 
 

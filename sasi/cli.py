@@ -196,10 +196,11 @@ def predict(
 
     from sasi.detect import detect
     from sasi.io import read_mrc, write_particles
-    from sasi.train.loop import load_checkpoint, resolve_device
+    from sasi.train.loop import load_checkpoint, resolve_device, use_fast_layout
 
     net, config, state = load_checkpoint(checkpoint)
     dev = resolve_device(device)
+    use_fast_layout(net.to(dev), config.train, dev)
     d = config.detect
     tables, shape = [], None
     for path in tomograms:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import cc3d
@@ -9,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from sasi.errors import SasiError
 from sasi.io.particles import empty_particles, make_particles, voxels_to_angstrom
 
 
@@ -18,52 +21,67 @@ def normalise(volume: np.ndarray) -> np.ndarray:
     return (volume - volume.mean()) / max(float(volume.std()), 1e-6)
 
 
-def _starts(size: int, tile: int, step: int) -> list[int]:
+def receptive_context(model: torch.nn.Module) -> int:
+    """Input voxels on either side that one output voxel depends on (``model.context``; 36 if it has none)."""
+    return int(getattr(model, "context", 36))
+
+
+def tile_starts(size: int, tile: int, margin: int) -> tuple[int, list[int]]:
+    """(edge, starts) of balanced tiles covering ``size`` voxels (a multiple of 4), each at most ``tile``.
+
+    Edges and starts are multiples of 4 so pooling sees the same grid as one whole-volume pass, and neighbouring
+    tiles overlap by ``2·margin`` (the interiors they keep abut). As few tiles as fit, all of one edge.
+    """
     if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(starts))
+        return size, [0]
+    if tile - 2 * margin < 4:
+        raise SasiError(f"detect tile {tile} leaves no interior with margin {margin} (need tile >= 2·margin + 4)")
+    n = math.ceil((size - 2 * margin) / (tile - 2 * margin))
+    step = -(-math.ceil((size - 2 * margin) / n) // 4) * 4
+    edge = min(step + 2 * margin, size)
+    return edge, sorted({min(i * step, size - edge) for i in range(n)})
 
 
 @torch.no_grad()
-def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 64, margin: int = 8,
+def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 256, margin: int | None = None,
             device: torch.device | str = "cpu", amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-voxel class and confidence ``(labels uint8, max probability float16)``, both ``(D, H, W)`` on ``device``.
 
-    The volume is cut into cubes of edge ``tile`` (a multiple of 4) that overlap by ``2·margin``; each keeps
-    only its interior (``margin`` voxels dropped on inner edges), so the result equals one whole-volume pass
-    away from the seams. Only the argmax and its probability are stored, never the ``C``-channel map.
+    The volume (reflect-padded to a multiple of 4) is cut into balanced cubes of edge at most ``tile`` that
+    overlap by ``2·margin``; each keeps its interior. With ``margin`` at least the network's receptive context
+    (the default, :func:`receptive_context`) the result is that of one whole-volume pass. Only the argmax and
+    its probability are stored, never the ``C``-channel map.
     """
     device = torch.device(device)
+    margin = receptive_context(model) if margin is None else margin
     vol = torch.as_tensor(volume, dtype=torch.float32).to(device)
     shape = vol.shape
-    pad = [(-s) % 4 if s < tile else 0 for s in shape]  # tiles smaller than the volume must still pool
+    pad = [(-s) % 4 for s in shape]  # every tile (and the pooling grid) must be a multiple of 4
     if any(pad):
         vol = torch.nn.functional.pad(vol[None, None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="reflect")[0, 0]
     full = vol.shape
-    tiles = [min(tile, s) for s in full]
-    steps = [max(t - 2 * margin, 1) for t in tiles]
+    grid = [tile_starts(s, tile, margin) for s in full]
+    edges = [g[0] for g in grid]
     labels = torch.zeros(full, dtype=torch.uint8, device=device)
     confidence = torch.zeros(full, dtype=torch.float16, device=device)
     was_training = model.training
     model.eval()
-    for z in _starts(full[0], tiles[0], steps[0]):
-        for y in _starts(full[1], tiles[1], steps[1]):
-            for x in _starts(full[2], tiles[2], steps[2]):
-                block = vol[z:z + tiles[0], y:y + tiles[1], x:x + tiles[2]][None, None]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                    logits = model(block)[0].float()
-                conf, best = torch.softmax(logits, dim=0).max(dim=0)
-                src, dst = [], []
-                for start, t, s in zip((z, y, x), tiles, full):
-                    lo = 0 if start == 0 else margin
-                    hi = t if start + t >= s else t - margin
-                    src.append(slice(lo, hi))
-                    dst.append(slice(start + lo, start + hi))
-                labels[tuple(dst)] = best[tuple(src)].to(torch.uint8)
-                confidence[tuple(dst)] = conf[tuple(src)].half()
+    for corner in itertools.product(*(g[1] for g in grid)):
+        block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None]
+        with (torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"),
+              torch.backends.cudnn.flags(enabled=True, benchmark=False)):  # cuDNN's FIND fails on big 3D tiles
+            logits = model(block)[0].float()
+        conf, best = torch.softmax(logits, dim=0).max(dim=0)
+        src, dst = [], []
+        for start, e, s in zip(corner, edges, full):
+            lo = 0 if start == 0 else margin
+            hi = e if start + e >= s else e - margin
+            src.append(slice(lo, hi))
+            dst.append(slice(start + lo, start + hi))
+        labels[tuple(dst)] = best[tuple(src)].to(torch.uint8)
+        confidence[tuple(dst)] = conf[tuple(src)].half()
     model.train(was_training)
-    crop = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
+    crop = tuple(slice(0, s) for s in shape)
     return labels[crop], confidence[crop]
 
 
@@ -174,7 +192,7 @@ def normalise_on(volume: np.ndarray, device: torch.device | str) -> torch.Tensor
 
 
 def detect(model: torch.nn.Module, volume: np.ndarray, classes: list[str], voxel_size: float, tomogram: str, *,
-           tile: int = 64, margin: int = 8, connectivity: int = 26, min_size: int = 0,
+           tile: int = 256, margin: int | None = None, connectivity: int = 26, min_size: int = 0,
            device: torch.device | str = "cpu", amp: bool = False) -> Detections:
     """Find particles in a raw tomogram: normalise → :func:`segment` → :func:`components_to_particles`."""
     labels, confidence = segment(model, normalise_on(volume, device), tile=tile, margin=margin, device=device,

@@ -19,6 +19,7 @@ from sasi.errors import SasiError
 from sasi.method import IGNORE
 from sasi.method.grid import PLANES, Warp, flip_matrix, invert, rot90_matrix
 from sasi.method.losses import LossParts
+from sasi.transfer import to_device
 
 TARGETS = ("hard", "soft")
 
@@ -142,5 +143,5 @@ def consistency_target(logits: Tensor, transform: GridTransform, target: str = "
             conf, tgt = probs.max(dim=1)
             if confidence > 0:
                 tgt = tgt.masked_fill(conf < confidence, IGNORE)
-    weight = transform.valid_mask.to(logits.device).expand(logits.shape[0], *transform.shape).float()
+    weight = to_device(transform.valid_mask, logits.device).expand(logits.shape[0], *transform.shape).float()
     return tgt, weight

@@ -29,7 +29,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
     with torch.autocast(z.device.type, enabled=False):
         z = F.normalize(z, dim=1)
         sim = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
-        positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+        positives = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])
         return F.cross_entropy(sim, positives)
 
 

@@ -44,6 +44,7 @@ from sasi.method.grid import (
     quaternion_matrix,
     rot90_matrix,
 )
+from sasi.transfer import to_device
 
 OPS = ("shift", "flip", "rotate90", "rotate")
 MASK_RULES = ("foreground", "argmax")
@@ -185,7 +186,7 @@ def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: In
     lam = torch.where(applied, lam, 0.0)
     mats, offs = _sample_chains(rng, b, size, config)
     dev = image.device
-    applied, w, lam = applied.to(dev), w.to(dev), lam.to(dev)
+    applied, w, lam = to_device(applied, dev), to_device(w, dev), to_device(lam, dev)
 
     mode = "bilinear" if "rotate" in config.ops else "nearest"
     warp = Warp(mats, offs, size, config.padding, dev)

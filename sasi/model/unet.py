@@ -50,6 +50,8 @@ class DeepFinderUNet(nn.Module):
     Spatial input sizes must be divisible by 4.
     """
 
+    context = 36  # input voxels either side that one output voxel sees (-31..+34, rounded up to a multiple of 4)
+
     def __init__(self, n_classes: int, in_channels: int = 1, channels: tuple[int, int, int] = (32, 48, 64)):
         super().__init__()
         c1, c2, c3 = channels

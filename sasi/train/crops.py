@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sasi.method import IGNORE
+from sasi.transfer import to_device
 
 
 def random_rotations(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
@@ -26,13 +27,13 @@ def random_rotations(n: int, generator: torch.Generator, device: torch.device) -
         2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
         2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
     ], dim=1).reshape(n, 3, 3)
-    return m.to(device)
+    return to_device(m, device)
 
 
 def random_flips(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
     """``(n, 3, 3)`` diagonal ±1 matrices (each axis flipped with p = 1/2)."""
     signs = torch.where(torch.rand(n, 3, generator=generator) < 0.5, -1.0, 1.0)
-    return torch.diag_embed(signs).to(device)
+    return to_device(torch.diag_embed(signs), device)
 
 
 def crop(volume: Tensor, centres: Tensor, size: int, rotations: Tensor | None = None,
@@ -49,8 +50,8 @@ def crop(volume: Tensor, centres: Tensor, size: int, rotations: Tensor | None = 
     grid = grid.reshape(1, -1, 3).expand(b, -1, -1)
     if rotations is not None:
         grid = grid @ rotations.transpose(1, 2).to(grid.dtype)
-    points = grid + centres.to(device, torch.float32)[:, None, :]
-    shape = torch.tensor(volume.shape, device=device, dtype=torch.float32)
+    points = grid + to_device(centres, device, torch.float32)[:, None, :]
+    shape = to_device(torch.tensor(volume.shape, dtype=torch.float32), device)
     normed = (2 * points / (shape - 1) - 1).flip(-1)  # grid_sample wants x, y, z in [-1, 1]
     normed = normed.reshape(b, size, size, size, 3)
     image = F.grid_sample(volume[None, None].expand(b, -1, -1, -1, -1), normed, mode="bilinear",

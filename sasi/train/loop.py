@@ -24,9 +24,10 @@ from sasi.method.consistency import consistency_target, sample_transform
 from sasi.method.contrastive import nt_xent
 from sasi.method.infill import volume_infill
 from sasi.method.losses import SegmentationLoss
-from sasi.train.config import SasiConfig
+from sasi.train.config import SasiConfig, ScheduleConfig
 from sasi.train.crops import crop, random_flips, random_rotations, window_centres
 from sasi.train.network import SasiNet
+from sasi.transfer import to_device
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -95,6 +96,15 @@ def _supervised_centres(data: TrainingData, batch: int, generator: torch.Generat
     return torch.stack([data.centres[c][int(k)] for c, k in zip(pools, picks.tolist())])
 
 
+def use_fast_layout(net: torch.nn.Module, train: ScheduleConfig, device: torch.device) -> None:
+    """On CUDA: channels_last_3d weights and cuDNN autotuning, as ``train`` asks (measured: benchmarks/train_step.py)."""
+    if device.type != "cuda":
+        return
+    if train.channels_last:
+        net.to(memory_format=torch.channels_last_3d)
+    torch.backends.cudnn.benchmark = train.cudnn_benchmark
+
+
 class Trainer:
     """One SaSi run: builds everything from the config, then :meth:`run` trains it."""
 
@@ -119,12 +129,11 @@ class Trainer:
                             config.pretrain.contrastive.projection_dim, config.model.channels).to(self.device)
         self.net = net
         cuda = self.device.type == "cuda"
-        if config.train.channels_last and cuda:
-            net.to(memory_format=torch.channels_last_3d)
+        use_fast_layout(net, config.train, self.device)
         self.model = self.hooks.prepare_model(net)
         if config.train.compile and cuda:
             self.model = torch.compile(self.model, dynamic=False)
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr, fused=cuda)  # one kernel
         self.loss = SegmentationLoss.from_config(config.loss)
         self.step = 0
         self.ssl_steps = 0
@@ -143,7 +152,7 @@ class Trainer:
         centres = _supervised_centres(self.data, b, self.generator)
         shift = (torch.rand(b, 3, generator=self.generator) * 2 - 1) * cfg.shift_fraction * cfg.patch
         rot = (random_rotations if cfg.rotate else random_flips)(b, self.generator, self.device)
-        image, mask = crop(self.data.volume, (centres + shift).to(self.device), cfg.patch, rot, self.data.labels)
+        image, mask = crop(self.data.volume, to_device(centres + shift, self.device), cfg.patch, rot, self.data.labels)
         if self.config.infill.enabled:
             image, mask = volume_infill(image, mask, self.n_classes, self.config.infill, self.generator)
         return image, mask
@@ -151,7 +160,7 @@ class Trainer:
     def window_batch(self) -> Tensor:
         b = self.config.pretrain.batch_size
         idx = torch.randint(len(self.data.windows), (b,), generator=self.generator)
-        image, _ = crop(self.data.volume, self.data.windows[idx].to(self.device), self.config.data.patch)
+        image, _ = crop(self.data.volume, to_device(self.data.windows[idx], self.device), self.config.data.patch)
         return image
 
     # ---- steps ---------------------------------------------------------------------------
