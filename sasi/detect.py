@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cc3d
@@ -42,6 +43,17 @@ def tile_starts(size: int, tile: int, margin: int) -> tuple[int, list[int]]:
     return edge, sorted({min(i * step, size - edge) for i in range(n)})
 
 
+@contextmanager
+def _cudnn_heuristics():
+    """cuDNN picks conv algorithms by heuristics here: its autotuner (FIND) fails on large 3D tiles (H100)."""
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
 @torch.no_grad()
 def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 256, margin: int | None = None,
             device: torch.device | str = "cpu", amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,8 +80,8 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
     model.eval()
     for corner in itertools.product(*(g[1] for g in grid)):
         block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None]
-        with (torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"),
-              torch.backends.cudnn.flags(enabled=True, benchmark=False)):  # cuDNN's FIND fails on big 3D tiles
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"), \
+                _cudnn_heuristics():
             logits = model(block)[0].float()
         conf, best = torch.softmax(logits, dim=0).max(dim=0)
         src, dst = [], []
