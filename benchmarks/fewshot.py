@@ -1,7 +1,8 @@
 """Few-shot benchmark (recipe shrec-like-v1): train on one tomogram with N labelled points per class,
 test on the held-out tomograms; SHREC localisation F1 (mean over test tomograms) per method, N and seed.
 
-    python benchmarks/fewshot.py --recipe shrec-like-v1 --iterations 2000 --parallel 4   # GPU
+    python benchmarks/fewshot.py --recipe shrec-like-v1 --iterations 2000 --parallel 4   # GPU(s)
+    python benchmarks/fewshot.py --methods df-cc3d --precision fp32 ...                  # the fp32 reference
     python benchmarks/fewshot.py --quick                                                # CPU, minutes
 
 Prints a table and writes JSON (+ an F1-vs-shots PNG) to benchmarks/results/.
@@ -13,6 +14,7 @@ import argparse
 import datetime
 import json
 import multiprocessing as mp
+import os
 import platform
 import sys
 import time
@@ -22,6 +24,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stats import mean_ci  # noqa: E402
+
+
+def pin_gpu(counter, gpus: int) -> None:
+    """Pool initializer: worker k uses GPU k mod ``gpus`` (before it first imports torch)."""
+    with counter.get_lock():
+        index, counter.value = counter.value, counter.value + 1
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+
+
+def variant(run: dict) -> str:
+    """A run's row name: the preset, marked when trained on the fp32 reference path."""
+    return run["method"] + (" (fp32)" if run.get("precision", "fast") == "fp32" else "")
 
 
 def one_run(job: dict) -> dict:
@@ -34,10 +49,13 @@ def one_run(job: dict) -> dict:
     from sasi.train.loop import fit
 
     torch.set_num_threads(job["threads"])
+    train = {"iterations": job["iterations"], "seed": job["seed"], "eval_every": 0, "batch_size": job["batch"]}
+    if job["precision"] == "fp32":  # the reference path: no autocast, no TF32, default layout and algorithms
+        train |= {"amp": False, "channels_last": False, "cudnn_benchmark": False}
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     config = preset_config(job["method"], {
         "data": {"dataset": job["dataset"], "shots": job["shots"], "fewshot_seed": job["seed"]},
-        "train": {"iterations": job["iterations"], "seed": job["seed"], "eval_every": 0, "batch_size": job["batch"]},
-        "model": {"channels": job["channels"]},
+        "train": train, "model": {"channels": job["channels"]},
     })
     started = time.perf_counter()
     result = fit(config, progress=False)
@@ -51,16 +69,16 @@ def one_run(job: dict) -> dict:
                        amp=config.train.amp)
         f1s.append(score_on_dataset(ds, found.particles, [name], rule="shrec").micro.f1)
         dist.append(score_on_dataset(ds, found.particles, [name], rule="distance").macro_f1)
-    return {**{k: job[k] for k in ("method", "shots", "seed")}, "test_f1": float(np.mean(f1s)),
-            "test_f1_per_tomogram": f1s, "test_macro_f1_distance": float(np.mean(dist)),
-            "val_f1": result.final.get("val_f1"), "train_s": train_s}
+    keys = ("method", "precision", "shots", "seed", "iterations")
+    return {**{k: job[k] for k in keys}, "test_f1": float(np.mean(f1s)), "test_f1_per_tomogram": f1s,
+            "test_macro_f1_distance": float(np.mean(dist)), "val_f1": result.final.get("val_f1"), "train_s": train_s}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
-    for method in dict.fromkeys(r["method"] for r in runs):
+    for method in dict.fromkeys(map(variant, runs)):
         for shots in sorted({r["shots"] for r in runs}):
-            sel = [r for r in runs if r["method"] == method and r["shots"] == shots]
+            sel = [r for r in runs if variant(r) == method and r["shots"] == shots]
             if sel:
                 m, h = mean_ci([r["test_f1"] for r in sel])
                 md, hd = mean_ci([r["test_macro_f1_distance"] for r in sel])
@@ -98,7 +116,9 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--channels", nargs=3, type=int, default=[32, 48, 64])
-    p.add_argument("--parallel", type=int, default=1, help="runs at once (processes sharing the GPU)")
+    p.add_argument("--precision", choices=["fast", "fp32"], default="fast",
+                   help="fast: the defaults (bf16 autocast, TF32, channels_last); fp32: the reference path")
+    p.add_argument("--parallel", type=int, default=1, help="runs at once (processes spread over the GPUs)")
     p.add_argument("--quick", action="store_true", help="CPU: tiny recipe, small model, 1 seed")
     p.add_argument("--out", default="benchmarks/results/fewshot.json")
     p.add_argument("--merge", nargs="+", help="only summarise runs from these JSON files (no training)")
@@ -111,7 +131,7 @@ def main() -> None:
         for path in args.merge:
             body = json.loads(Path(path).read_text())
             runs += body["runs"] if isinstance(body, dict) else body
-        runs = list({(r["method"], r["shots"], r["seed"]): r for r in runs}.values())  # a re-run replaces
+        runs = list({(variant(r), r["shots"], r["seed"]): r for r in runs}.values())  # a re-run replaces
         report(runs, args, Path(args.out), {"merged_from": [Path(p).name for p in args.merge]})
         return
 
@@ -129,20 +149,23 @@ def main() -> None:
     ds = load_dataset(data)
     threads = max(1, (mp.cpu_count() or 2) // args.parallel)
     jobs = [{"method": m, "shots": n, "seed": s, "dataset": str(data), "iterations": args.iterations,
-             "batch": args.batch, "channels": args.channels, "threads": threads}
-            for n in args.shots for s in args.seeds for m in args.methods]
+             "batch": args.batch, "channels": args.channels, "threads": threads, "precision": args.precision}
+            for m in args.methods for n in args.shots for s in args.seeds]  # the slow presets start first
     started = time.perf_counter()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = []
-    with mp.get_context("spawn").Pool(args.parallel) as pool:
+    gpus = torch.cuda.device_count()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.parallel, initializer=pin_gpu, initargs=(ctx.Value("i", 0), gpus)) as pool:
         for r in pool.imap_unordered(one_run, jobs):
             runs.append(r)
-            print(f"{r['method']:>10} N={r['shots']:<2} seed={r['seed']} test F1 {r['test_f1']:.3f} "
+            print(f"{variant(r):>10} N={r['shots']:<2} seed={r['seed']} test F1 {r['test_f1']:.3f} "
                   f"({r['train_s']:.0f} s)", flush=True)
             out.with_suffix(".partial.json").write_text(json.dumps(runs, indent=1))  # survives a time-out
     meta = {"recipe": args.recipe, "classes": ds.classes, "iterations": args.iterations, "batch": args.batch,
-            "channels": args.channels, "parallel": args.parallel, "wall_s": time.perf_counter() - started,
+            "channels": args.channels, "precision": args.precision, "parallel": args.parallel, "gpus": gpus,
+            "wall_s": time.perf_counter() - started,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
             "torch": torch.__version__, "date": datetime.date.today().isoformat()}
     report(runs, args, out, meta)

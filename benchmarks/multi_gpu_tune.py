@@ -28,10 +28,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 def layouts(gpus: int) -> dict[str, dict]:
     """Name → suite resources (``Resources`` fields)."""
     g = 1.0 if gpus else 0.0
-    out = {"sequential": {"workers": 1, "gpus_per_worker": g, "max_concurrent": 1},
-           "1 GPU per trial": {"workers": 1, "gpus_per_worker": g, "max_concurrent": max(gpus, 2)}}
+    out = {"sequential": {"workers": 1, "gpus_per_worker": g, "max_concurrent": 1}}
     if gpus >= 2 or not gpus:
         out["2-GPU trials"] = {"workers": 2, "gpus_per_worker": g, "max_concurrent": max(gpus // 2, 1)}
+    out["1 GPU per trial"] = {"workers": 1, "gpus_per_worker": g, "max_concurrent": max(gpus, 2)}
     return out
 
 
