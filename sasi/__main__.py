@@ -1,0 +1,5 @@
+"""``python -m sasi`` = the ``sasi`` command."""
+
+from sasi.cli import main
+
+main()
