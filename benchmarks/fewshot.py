@@ -40,6 +40,17 @@ def variant(run: dict) -> str:
 
 
 def one_run(job: dict) -> dict:
+    """:func:`train_and_score`, with a failure (e.g. GPU out of memory) as a record, not the end of the pool."""
+    try:
+        return train_and_score(job)
+    except Exception as e:  # noqa: BLE001 - reported per run; the other runs go on
+        return {**{k: job[k] for k in RUN_KEYS}, "error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
+
+
+RUN_KEYS = ("method", "precision", "shots", "seed", "iterations")
+
+
+def train_and_score(job: dict) -> dict:
     """Train one (method, shots, seed) and score it on every test tomogram."""
     import torch
 
@@ -69,8 +80,7 @@ def one_run(job: dict) -> dict:
                        amp=config.train.amp)
         f1s.append(score_on_dataset(ds, found.particles, [name], rule="shrec").micro.f1)
         dist.append(score_on_dataset(ds, found.particles, [name], rule="distance").macro_f1)
-    keys = ("method", "precision", "shots", "seed", "iterations")
-    return {**{k: job[k] for k in keys}, "test_f1": float(np.mean(f1s)), "test_f1_per_tomogram": f1s,
+    return {**{k: job[k] for k in RUN_KEYS}, "test_f1": float(np.mean(f1s)), "test_f1_per_tomogram": f1s,
             "test_macro_f1_distance": float(np.mean(dist)), "val_f1": result.final.get("val_f1"), "train_s": train_s}
 
 
@@ -85,6 +95,21 @@ def summarise(runs: list[dict]) -> list[dict]:
                 rows.append({"method": method, "shots": shots, "n": len(sel), "f1_mean": m, "f1_ci95": h,
                              "macro_f1_distance_mean": md, "macro_f1_distance_ci95": hd})
     return rows
+
+
+def paired(runs: list[dict], baseline: str = "df-cc3d") -> list[dict]:
+    """Each method against ``baseline`` on the same (N, seed), i.e. the same labelled particles: mean F1
+    difference ± 95 % CI over the pairs and how many pairs the method wins."""
+    base = {(r["shots"], r["seed"]): r["test_f1"] for r in runs if variant(r) == baseline}
+    out = []
+    for method in dict.fromkeys(map(variant, runs)):
+        diffs = [r["test_f1"] - base[r["shots"], r["seed"]] for r in runs
+                 if variant(r) == method and method != baseline and (r["shots"], r["seed"]) in base]
+        if diffs:
+            m, h = mean_ci(diffs)
+            out.append({"method": method, "baseline": baseline, "pairs": len(diffs), "f1_diff_mean": m,
+                        "f1_diff_ci95": h, "wins": sum(d > 0 for d in diffs)})
+    return out
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -127,12 +152,13 @@ def main() -> None:
         args.recipe, args.iterations, args.batch, args.channels = "tiny-v1", 150, 4, [8, 12, 16]
         args.seeds, args.shots, args.methods = [0], [3, 5], ["sasi-star", "df-cc3d"]
     if args.merge:
-        runs = []
+        runs, sources = [], []
         for path in args.merge:
             body = json.loads(Path(path).read_text())
-            runs += body["runs"] if isinstance(body, dict) else body
+            runs += body["runs"] if isinstance(body, dict) else body  # a list: a run's .partial.json
+            sources.append({"file": Path(path).name, **(body.get("meta", {}) if isinstance(body, dict) else {})})
         runs = list({(variant(r), r["shots"], r["seed"]): r for r in runs}.values())  # a re-run replaces
-        report(runs, args, Path(args.out), {"merged_from": [Path(p).name for p in args.merge]})
+        report(runs, args, Path(args.out), {"merged_from": sources})
         return
 
     import torch
@@ -154,17 +180,22 @@ def main() -> None:
     started = time.perf_counter()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs, failed = [], []
     gpus = torch.cuda.device_count()
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.parallel, initializer=pin_gpu, initargs=(ctx.Value("i", 0), gpus)) as pool:
         for r in pool.imap_unordered(one_run, jobs):
+            if "error" in r:
+                failed.append(r)
+                print(f"{variant(r):>10} N={r['shots']:<2} seed={r['seed']} FAILED: {r['error']}", flush=True)
+                continue
             runs.append(r)
             print(f"{variant(r):>10} N={r['shots']:<2} seed={r['seed']} test F1 {r['test_f1']:.3f} "
                   f"({r['train_s']:.0f} s)", flush=True)
             out.with_suffix(".partial.json").write_text(json.dumps(runs, indent=1))  # survives a time-out
     meta = {"recipe": args.recipe, "classes": ds.classes, "iterations": args.iterations, "batch": args.batch,
             "channels": args.channels, "precision": args.precision, "parallel": args.parallel, "gpus": gpus,
+            "failed": failed,
             "wall_s": time.perf_counter() - started,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
             "torch": torch.__version__, "date": datetime.date.today().isoformat()}
@@ -177,7 +208,11 @@ def report(runs: list[dict], args: argparse.Namespace, out: Path, meta: dict) ->
     for r in rows:
         print(f"{r['method']:>10} {r['shots']:>3}  {r['f1_mean']:.3f} ± {r['f1_ci95']:.3f}"
               f"              {r['macro_f1_distance_mean']:.3f} ± {r['macro_f1_distance_ci95']:.3f}")
-    out.write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
+    pairs = paired(runs)
+    for r in pairs:
+        print(f"{r['method']} − {r['baseline']}: {r['f1_diff_mean']:+.3f} ± {r['f1_diff_ci95']:.3f} F1 over "
+              f"{r['pairs']} paired runs (same N and seed), better in {r['wins']}")
+    out.write_text(json.dumps({"meta": meta, "summary": rows, "paired": pairs, "runs": runs}, indent=2))
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
