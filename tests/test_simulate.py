@@ -88,3 +88,18 @@ def test_real_templates_load():
 def test_missing_template_folder():
     with pytest.raises(SasiError, match="template folder not found"):
         load_templates("no/such/folder", 10.0)
+
+
+def test_preview_outlines_every_particle_the_slice_cuts(tmp_path):
+    from sasi.plots import particles_in_slice
+    from sasi.simulate import simulate_dataset
+
+    ds = simulate_dataset(tmp_path / "d", SimulationConfig(shape=(32, 64, 64), density=0.08), {"train": 1},
+                          seed=3, preview=True, progress=False)
+    assert (ds.root / "train_00" / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    truth, instances = ds.particles("train_00"), ds.instances("train_00")
+    zyx = particles_to_voxels(truth, ds.voxel_size)
+    cut = particles_in_slice(zyx, 16, instances)
+    assert cut and sorted(cut) == [i - 1 for i in np.unique(instances[16]) if i]
+    # without the occupancy map only particles centred near the slice are drawn, a subset of those cut
+    assert set(particles_in_slice(zyx, 16, band=1.0)) <= set(cut)

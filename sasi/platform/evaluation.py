@@ -49,7 +49,8 @@ def evaluate_checkpoint(folder: str | Path, out: str | Path, split: str = "test"
              write_particles(picks, out / "predictions.star", voxel_size=dataset.voxel_size,
                              shape_zyx=tomo.shape),
              slice_with_particles(tomo.data, dataset.particles(names[0]), dataset.voxel_size, out / "slice.png",
-                                  pred=tomo_picks, title=f"{names[0]}: o truth, x picks"),
+                                  pred=tomo_picks, instances=dataset.instances(names[0]),
+                                  title=f"{names[0]}: truth outlined, x picks"),
              training_curves(state["history"], out / "training_curves.png", title=config.name),
              per_class_f1({c: s.f1 for c, s in scores.per_class.items()}, out / "per_class_f1.png",
                           title=f"{config.name}: {split} F1 per class", overall=scores.micro.f1)]

@@ -104,8 +104,8 @@ def simulate_dataset(out: str | Path, config: SimulationConfig, splits: dict[str
             write_tomogram(staging / name, tomo, config.voxel_size)
             if preview:
                 from sasi.plots import slice_with_particles
-                slice_with_particles(tomo.volume, tomo.particles, config.voxel_size,
-                                     staging / name / "preview.png", title=name)
+                slice_with_particles(tomo.volume, tomo.particles, config.voxel_size, staging / name / "preview.png",
+                                     instances=tomo.scene.instances, title=f"{name}: true particles outlined")
         dataset = Dataset(root=staging, classes=[t.name for t in templates],
                           radii={t.name: round(t.radius * config.voxel_size, 2) for t in templates},
                           voxel_size=config.voxel_size, splits=names,
