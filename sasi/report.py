@@ -632,7 +632,7 @@ def build(data: SuiteData, metric: str = "test_f1") -> Report:
         shown = ", ".join(f"{k} {_fmt(t.metrics[k])}" for k in ("test_f1", "test_precision", "test_recall")
                           if k in t.metrics)
         per_trial.append(f"{t.status} · run {t.run_id}" + (f" · {shown}" if shown else ""))
-        captions = {"training_curves.png": "training curves", "slice.png": "slice: o truth, x picks",
+        captions = {"training_curves.png": "training curves", "slice.png": "slice: true particles outlined, x picks",
                     "per_class_f1.png": "F1 per class"}
         stem = _slug(t.name) if _slug(t.name) not in used else f"{_slug(t.name)}-{t.run_id[:8]}"
         used.add(stem)
