@@ -26,6 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stats import mean_ci  # noqa: E402
 
 
+# The paper's few-shot SHREC F1 (arXiv 2505.19948, Table 1, column T6−9: mean over four test tomograms, as here).
+PAPER = {"DF cc3d (paper)": {3: 0.189, 5: 0.211, 10: 0.198}, "SaSi* (paper)": {3: 0.273, 5: 0.315, 10: 0.356}}
+
+
 def pin_gpu(counter, gpus: int) -> None:
     """Pool initializer: worker k uses GPU k mod ``gpus`` (before it first imports torch)."""
     with counter.get_lock():
@@ -118,14 +122,21 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    from sasi.presets import PRESETS
+
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=120)
     for method in dict.fromkeys(r["method"] for r in rows):
         sel = [r for r in rows if r["method"] == method]
+        preset = method.split(" ")[0]  # one colour per preset in every plot; the fp32 variant dash-dotted
         ax.errorbar([r["shots"] for r in sel], [r["f1_mean"] for r in sel], yerr=[r["f1_ci95"] for r in sel],
-                    marker="o", capsize=3, label=method)
+                    marker="o", capsize=3, label=method, ls="-." if preset != method else "-",
+                    color=f"C{list(PRESETS).index(preset) % 10}" if preset in PRESETS else None)
+    for (name, f1), style in zip(PAPER.items(), ("--", ":")):
+        ax.plot(list(f1), list(f1.values()), style, color="grey", label=name)
     ax.set_xlabel("labelled particles per class (N)")
     ax.set_ylabel("localisation F1 (SHREC rule), mean ± 95% CI")
-    ax.legend()
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
