@@ -3,7 +3,7 @@ test on the held-out tomograms; SHREC localisation F1 (mean over test tomograms)
 
     python benchmarks/fewshot.py --recipe shrec-like-v1 --iterations 2000 --parallel 4   # GPU(s)
     python benchmarks/fewshot.py --methods df-cc3d --precision fp32 ...                  # the fp32 reference
-    python benchmarks/fewshot.py --quick                                                # CPU, minutes
+    python benchmarks/fewshot.py --quick                                                # CPU smoke check, minutes (too short to learn: F1 ≈ 0)
 
 Prints a table and writes JSON (+ an F1-vs-shots PNG) to benchmarks/results/.
 """
