@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from sasi.errors import SasiError
-from sasi.evaluate import ClassScore, evaluate, f_beta, scores_table
+from sasi.evaluate import ClassScore, PickBreakdown, evaluate, f_beta, scores_table
 from sasi.io.particles import empty_particles, make_particles
 
 VOXEL = 10.0  # Å
@@ -78,15 +78,45 @@ def test_shrec_duplicate_and_background_picks_lower_precision():
     assert s.micro.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
 
 
-def test_shrec_rounds_to_nearest_voxel_and_clips_to_volume():
+def test_shrec_rounds_to_nearest_voxel_and_reports_picks_outside_the_volume():
     # the cube spans voxels 3..7 along x: x = 2.6 rounds in (floor would not), x = 7.6 rounds out
     inside, outside = at(CENTRES[0], shift_voxels=(0, 0, -2.4)), at(CENTRES[0], shift_voxels=(0, 0, 2.6))
     assert counts(shrec(truth3(), [inside]).micro) == (1, 0, 2)
     assert counts(shrec(truth3(), [outside]).micro) == (0, 1, 3)
     vol = instance_map()
-    vol[-1, -1, -1] = 3  # the corner voxel belongs to particle 3; a pick far beyond it clips onto it
-    far = at((40, 40, 40))
-    assert counts(shrec(truth3(), [far], maps={"t1": vol}).micro) == (1, 0, 2)
+    vol[-1, -1, -1] = 3  # the corner voxel belongs to particle 3; a pick beyond it is outside, never clipped onto it
+    s = shrec(truth3(), [at((40, 40, 40)), at((-1, 5, 5))], maps={"t1": vol})
+    assert counts(s.micro) == (0, 2, 3)
+    assert s.breakdown == PickBreakdown(outside=2)
+
+
+def test_shrec_first_pick_claims_a_particle_and_decides_its_class():
+    truth = truth3(("a", "a", "b"))
+    pred = [at(CENTRES[0], label="b"),  # first on particle 1, wrong class
+            at(CENTRES[0], label="a", shift_voxels=(1, 0, 0)),  # duplicate: right class, but too late
+            at(CENTRES[2], label="b"),  # true
+            at(CENTRES[2], label="b", shift_voxels=(0, 1, 0)),  # duplicate
+            at((15, 2, 2))]  # background
+    s = shrec(truth, pred)
+    assert counts(s.micro) == (2, 3, 1)  # localisation: two particles claimed, class ignored
+    assert counts(s.class_aware) == (1, 4, 2)
+    assert s.breakdown == PickBreakdown(true=1, wrong_class=1, duplicate=2, background=1)
+    assert counts(s.per_class["a"]) == (0, 2, 2)  # picks labelled a: the duplicate and the background pick
+    assert counts(s.per_class["b"]) == (1, 2, 0)
+    assert (s.n_pred_per_class, s.n_truth_per_class) == ({"a": 2, "b": 3}, {"a": 2, "b": 1})
+    assert s.picks_per_truth == pytest.approx(5 / 3)
+    # the same picks in another order: the right-class pick on particle 1 comes first and counts
+    reordered = shrec(truth, [pred[1], pred[0], *pred[2:]])
+    assert counts(reordered.class_aware) == (2, 3, 1)
+    assert reordered.breakdown == PickBreakdown(true=2, duplicate=2, background=1)
+
+
+def test_distance_f1_is_class_agnostic_and_needs_picks_near_centres():
+    truth = truth3(("a", "a", "b"))
+    centred = shrec(truth, [at(c, label="b") for c in CENTRES])  # right places, partly wrong classes
+    assert centred.distance_f1 == pytest.approx(1.0)
+    off = shrec(truth, [at(c, shift_voxels=(2, 2, 2)) for c in CENTRES])  # still inside, 35 Å off: beyond r/2
+    assert off.micro.f1 == pytest.approx(1.0) and off.distance_f1 == 0.0
 
 
 def test_shrec_wrong_class_counts_in_micro_only():
