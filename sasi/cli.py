@@ -258,8 +258,8 @@ def report(
     attach: Annotated[bool, typer.Option("--attach", help="Also log the report to the suite's MLflow parent run (report/).")] = False,
 ) -> None:
     """Write a self-contained HTML report (plots embedded) and a Markdown one of a suite, to share without MLflow."""
-    from sasi.report import attach as attach_report
-    from sasi.report import make_report
+    from sasi.platform.report import attach as attach_report
+    from sasi.platform.report import make_report
 
     data, paths = make_report(target, out, tracking_uri, suite)
     for note in data.notes:

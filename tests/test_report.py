@@ -33,7 +33,7 @@ def _images(html: str) -> dict[str, bytes]:
 
 
 def test_report_from_storage_folder(store, tmp_path):
-    from sasi.report import make_report
+    from sasi.platform.report import make_report
 
     data, paths = make_report(store.storage, tmp_path / "out")
     assert data.name == "browse" and data.parent_id == store.parent_id and len(data.results) == 2
@@ -58,7 +58,7 @@ def test_report_from_storage_folder(store, tmp_path):
 
 
 def test_report_from_run_ids(store, tmp_path):
-    from sasi.report import load
+    from sasi.platform.report import load
 
     child = store.children[TRIALS[0]]
     for run_id in (store.parent_id, child):
@@ -72,7 +72,7 @@ def test_report_from_run_ids(store, tmp_path):
 
 def test_report_from_suite_files_alone(store, tmp_path):
     """Only <storage>/<suite> (results.parquet etc.), no MLflow store: tables and suite plots, no run pictures."""
-    from sasi.report import make_report
+    from sasi.platform.report import make_report
 
     shutil.copytree(store.storage / store.name, tmp_path / "copy" / store.name)
     data, paths = make_report(tmp_path / "copy" / store.name, tmp_path / "out")
@@ -140,7 +140,7 @@ def test_publish_attaches_report_and_logs_compute(tmp_path):
     """What a suite calls at its end: report next to the results, on the parent run, GPU-hours as metrics."""
     from mlflow.tracking import MlflowClient
 
-    from sasi.report import publish_quietly
+    from sasi.platform.report import publish_quietly
 
     store = build_suite_store(tmp_path / "storage", name="pub", gpus=2, minutes=(30, 90))
     html = publish_quietly(store.parent_id, store.uri, str(store.storage), "pub")
@@ -156,7 +156,7 @@ def test_publish_attaches_report_and_logs_compute(tmp_path):
 
 
 def test_publish_failure_is_one_warning(store, tmp_path, caplog):
-    from sasi.report import publish_quietly
+    from sasi.platform.report import publish_quietly
 
     assert publish_quietly("0" * 32, store.uri, str(tmp_path), "gone") is None
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -167,7 +167,7 @@ def test_publish_failure_is_one_warning(store, tmp_path, caplog):
 
 
 def test_compute_metrics_leave_out_unknown_gpus():
-    from sasi.report import SuiteData, Trial, compute_metrics, compute_table
+    from sasi.platform.report import SuiteData, Trial, compute_metrics, compute_table
 
     def trial(variant: str, hours: float, tags: dict) -> Trial:
         return Trial(variant, variant, "FINISHED", {"variant": variant, **tags}, {}, {}, 1, 1 + round(hours * 3.6e6))

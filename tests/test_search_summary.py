@@ -113,7 +113,7 @@ def test_parent_run_carries_the_search_summary(space, storage, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from sasi.platform.tune import _log_summary
-    from sasi.report import publish_quietly
+    from sasi.platform.report import publish_quietly
 
     grid = results()
     uri, parent = _search_store(storage, space, grid)

@@ -4,7 +4,7 @@ The searcher's live state stays in memory (so ``Tuner.restore`` is consistent af
 :class:`OptunaMirror` copies finished trials into an Optuna SQLite study for browsing
 (``optuna-dashboard sqlite:///<storage>/<suite>-optuna.db``). At the end the search's parent run gets the
 results table (``results.parquet``, ``results.md``), parameter importances (metrics ``importance/<param>``,
-``param_importances.png``), ``parallel_coordinates.png`` and the suite report (:func:`sasi.report.publish`).
+``param_importances.png``), ``parallel_coordinates.png`` and the suite report (:func:`sasi.platform.report.publish`).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def results_table(frame: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
 
 def _results_files(frame: pd.DataFrame, space: SearchSpace, folder: Path) -> list[Path]:
     """``results.parquet`` (Tune's frame) and ``results.md`` (:func:`results_table`)."""
-    from sasi.report import Table
+    from sasi.platform.report import Table
 
     paths = [folder / "results.parquet", folder / "results.md"]
     frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(paths[0], index=False)
@@ -176,7 +176,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
 
     from sasi.platform import tracking
     from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
-    from sasi.report import publish_quietly
+    from sasi.platform.report import publish_quietly
 
     storage = storage if tracking.is_remote(storage) else str(Path(storage).resolve())
     uri = tracking.resolve_tracking_uri(tracking_uri, storage)
