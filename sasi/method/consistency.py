@@ -26,7 +26,15 @@ TARGETS = ("hard", "soft")
 
 @dataclass
 class ConsistencyConfig:
-    """Consistency-guidance settings (weight λ_cons, first ``active_fraction`` of training)."""
+    """Consistency-guidance settings.
+
+    ``weight`` is λ_cons; the term is on during the first ``active_fraction`` of the supervised
+    iterations (paper: before epoch 4000 of 8000; every epoch has the same number of iterations, so
+    the fraction is the same). ``during_pretrain`` (paper: yes) also applies it to the unlabelled
+    windows of the SSL steps (ISS, and PSS phases while active); there, with no supervised loss, a
+    hard target from an untrained decoder is solved at zero loss by predicting one class everywhere.
+    ``target``: ``"hard"`` (argmax, the paper's "predicted class") or ``"soft"`` (probabilities).
+    """
 
     enabled: bool = False
     weight: float = 1.0
@@ -36,16 +44,23 @@ class ConsistencyConfig:
     max_shift: int = 4
     flips: bool = True
     rotations: bool = True
+    during_pretrain: bool = True
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise SasiError(f"consistency: target must be one of {TARGETS}, got {self.target!r}")
         if not 0.0 <= self.confidence < 1.0 or self.max_shift < 0:
             raise SasiError(f"consistency: need 0 <= confidence < 1 and max_shift >= 0, got {self.confidence}, {self.max_shift}")
+        if not 0.0 <= self.active_fraction <= 1.0:
+            raise SasiError(f"consistency: active_fraction must be in [0, 1], got {self.active_fraction}")
 
-    def active(self, epoch: int, total_epochs: int) -> bool:
-        """Whether the term is on at 0-based ``epoch`` (the paper: first half of training)."""
-        return self.enabled and epoch < self.active_fraction * total_epochs
+    def active(self, step: int, iterations: int) -> bool:
+        """Whether the term is on at 0-based supervised iteration ``step`` of ``iterations``."""
+        return self.enabled and step < self.active_fraction * iterations
+
+    def active_in_ssl(self, step: int, iterations: int) -> bool:
+        """Whether an SSL step taken before supervised iteration ``step`` adds the term."""
+        return self.during_pretrain and self.active(step, iterations)
 
 
 @dataclass

@@ -33,6 +33,16 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
         return F.cross_entropy(sim, positives)
 
 
+def retrieval_accuracy(z1: Tensor, z2: Tensor) -> Tensor:
+    """Top-1 positive-pair retrieval: the share of the ``2B`` embeddings whose nearest other embedding
+    (cosine) is their partner view. Chance level is ``1 / (2B − 1)``."""
+    z = F.normalize(torch.cat([z1, z2]).detach().float(), dim=1)
+    n = z1.shape[0]
+    sim = (z @ z.T).fill_diagonal_(float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])
+    return (sim.argmax(1) == partner).float().mean()
+
+
 def contrastive_loss(model: nn.Module, head: nn.Module, view1: Tensor, view2: Tensor, temperature: float = 0.1) -> Tensor:
     """NT-Xent of ``head(model.encode(view))`` for two ``(B, 1, D, H, W)`` views in one pass."""
     z = head(model.encode(torch.cat([view1, view2])))

@@ -20,11 +20,29 @@ Voxels whose source falls outside the crop (shifts, arbitrary rotations) follow 
 is no particle there); ``"border"`` repeats the edge voxel and labels it ``IGNORE`` (content
 unknown); ``"wrap"`` rolls periodically, carrying the labels along.
 
-Masks are mixed the same way as one-hot maps (``IGNORE`` is an extra channel) and resolved per
-voxel by ``mask_rule``: ``"foreground"`` picks the foreground class with the largest mixed weight
-if any foreground weight is > 0, else ``IGNORE`` if any ignore weight is > 0, else background
-(so every copy stays labelled, as in the paper's Fig. 3); ``"argmax"`` takes the literal argmax
-over background, classes and ignore (first maximum on ties).
+Masks are mixed the same way as one-hot maps (``IGNORE`` is an extra channel): each voxel gets the
+mixed weight ``a_c`` of every class (the amplitude at which the image shows class ``c`` there).
+``mask_rule`` turns these into the training target:
+
+- ``"foreground"`` (default; our reading of the paper's Fig. 3, where every copy stays labelled): the
+  foreground class with the largest ``a_c`` if any ``a_c > 0``, else ``IGNORE`` if unknown content is
+  mixed in, else background. Faint copies (``a_c`` ≈ 0.1) are labelled particle, and where copies of
+  two classes meet the larger weight wins, so a voxel can change class;
+- ``"argmax"``: the literal argmax over background, classes and ignore (first maximum on ties);
+- ``"dominant"`` (label-faithful, hard): class ``c`` only where ``a_c ≥ label_weight`` and ``c`` carries
+  the largest weight; else ``IGNORE`` where some class (or unknown content) has weight ≥
+  ``ignore_weight``; else background. Overlap rule: a voxel claimed (``a_c ≥ ignore_weight``) by two
+  different classes is ``IGNORE``, so a voxel still showing class A (at ≥ ``ignore_weight``) never
+  becomes class B;
+- ``"soft"`` (label-faithful, soft; TopCUP/MixUp): the target *is* ``(a_0, …, a_{C-1})``, a float
+  ``(B, C, D, H, W)`` map whose rows sum to 1 − the unknown weight (the loss weights voxels by that sum).
+
+``restandardise`` rescales each mixed crop to the mean and standard deviation of its unmixed source:
+a mix of ``m + 1`` weakly correlated crops has variance ≈ ``(1 − λ)² + λ² Σ w_i²`` (≈ 0.5), while the
+network (no normalisation layers) is applied to unmixed, z-scored tomograms at test time.
+
+Flips are the only mirroring op: ``ops=("shift", "rotate90", "rotate")`` with ``padding="wrap"`` adds
+neither mirror images (chiral particles never appear mirrored at test time) nor zero-filled regions.
 """
 
 from __future__ import annotations
@@ -47,7 +65,9 @@ from sasi.method.grid import (
 from sasi.transfer import to_device
 
 OPS = ("shift", "flip", "rotate90", "rotate")
-MASK_RULES = ("foreground", "argmax")
+MASK_RULES = ("foreground", "argmax", "dominant", "soft")
+PROPER_OPS = ("shift", "rotate90", "rotate")
+"""Ops without mirror images (no flips)."""
 
 
 @dataclass
@@ -58,6 +78,11 @@ class InfillConfig:
     the expected mixed weight of the copies is ``density · E[1 − β]`` (``density / 2`` for a
     symmetric Beta); 0 leaves the image unchanged, 1 is plain AugMix. It does not change the
     labels of a mixed sample (copies stay labelled under the ``"foreground"`` rule).
+
+    ``label_weight`` / ``ignore_weight`` are the ``"dominant"`` rule's thresholds on a class's mixed
+    weight (hard label at ≥ 0.5, ignore from 0.1: peers' label-faithful mixing, see
+    ``research/detection-and-mixing-peers.md`` §2); ``restandardise`` matches each mixed crop's mean
+    and std to its source's (off in the paper).
     """
 
     enabled: bool = True
@@ -71,6 +96,9 @@ class InfillConfig:
     density: float = 1.0
     ops: tuple[str, ...] = ("shift", "flip", "rotate90")
     padding: str = "zeros"
+    label_weight: float = 0.5
+    ignore_weight: float = 0.1
+    restandardise: bool = False
 
     def __post_init__(self) -> None:
         self.ops = tuple(self.ops)
@@ -80,6 +108,8 @@ class InfillConfig:
             (self.width >= 1 and self.depth >= 1, f"width and depth must be >= 1, got {self.width}, {self.depth}"),
             (self.dirichlet_alpha > 0 and self.beta_param > 0, "dirichlet_alpha and beta_param must be > 0"),
             (self.shift_fraction >= 0, f"shift_fraction must be >= 0, got {self.shift_fraction}"),
+            (0.0 <= self.ignore_weight <= self.label_weight <= 1.0 and self.label_weight > 0,
+             f"need 0 <= ignore_weight <= label_weight <= 1, label_weight > 0, got {self.ignore_weight}, {self.label_weight}"),
             (self.mask_rule in MASK_RULES, f"mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}"),
             (self.padding in PADDINGS, f"padding must be one of {PADDINGS}, got {self.padding!r}"),
             (bool(self.ops) and set(self.ops) <= set(OPS), f"ops must be a non-empty subset of {OPS}, got {self.ops}"),
@@ -137,17 +167,40 @@ def _sample_chains(rng: np.random.Generator, n: int, size: tuple[int, ...], cfg:
     return torch.from_numpy(mats).float(), torch.from_numpy(offs).float()
 
 
-def _mix_labels(sources: Tensor, weights: Tensor, n_classes: int, rule: str) -> Tensor:
-    """Resolve ``(B, S, D, H, W)`` label maps mixed with ``(B, S)`` weights into one label map."""
+def class_weights(sources: Tensor, weights: Tensor, n_classes: int) -> Tensor:
+    """Mixed one-hot weights ``(B, C + 1, D, H, W)`` of ``(B, S, D, H, W)`` label maps mixed with ``(B, S)``
+    weights; channel ``c < C`` is class ``c``'s amplitude, the last channel unknown content (``IGNORE``)."""
     channel = torch.where(sources == IGNORE, n_classes, sources)
     acc = torch.zeros(sources.shape[0], n_classes + 1, *sources.shape[2:], device=sources.device)
     acc.scatter_add_(1, channel, weights[:, :, None, None, None].expand(channel.shape).to(acc.dtype))
-    if rule == "argmax":
+    return acc
+
+
+def resolve_labels(acc: Tensor, config: InfillConfig) -> Tensor:
+    """Mixed weights from :func:`class_weights` → the target of ``config.mask_rule`` (see module docstring)."""
+    n_classes = acc.shape[1] - 1
+    unknown = acc[:, n_classes]
+    if config.mask_rule == "soft":
+        return acc[:, :n_classes]
+    if config.mask_rule == "argmax":
         best = acc.argmax(1)
         return torch.where(best == n_classes, IGNORE, best)
     fg = acc[:, 1:n_classes]
-    background = torch.where(acc[:, n_classes] > 0, IGNORE, 0)
-    return torch.where(fg.amax(1) > 0, fg.argmax(1) + 1, background)
+    best_w, best = fg.max(1)
+    if config.mask_rule == "foreground":
+        return torch.where(best_w > 0, best + 1, torch.where(unknown > 0, IGNORE, 0))
+    claims = (fg > 0) & (fg >= config.ignore_weight)
+    labelled = (best_w >= config.label_weight) & (best_w >= acc.amax(1)) & (claims.sum(1) <= 1)
+    unsure = claims.any(1) | ((unknown > 0) & (unknown >= config.ignore_weight))
+    return torch.where(labelled, best + 1, torch.where(unsure, IGNORE, 0))
+
+
+def _restandardise(mixed: Tensor, source: Tensor) -> Tensor:
+    """``mixed`` with each crop's mean and std set to those of its unmixed ``source`` crop."""
+    dims = tuple(range(1, mixed.dim()))
+    m_std, m_mean = torch.std_mean(mixed.float(), dim=dims, keepdim=True)
+    s_std, s_mean = torch.std_mean(source.float(), dim=dims, keepdim=True)
+    return ((mixed.float() - m_mean) / m_std.clamp_min(1e-6) * s_std + s_mean).to(mixed.dtype)
 
 
 def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: InfillConfig,
@@ -171,8 +224,9 @@ def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: In
 
     Returns
     -------
-    Mixed image (same dtype) and mixed mask (``None`` if ``mask`` is ``None``). Crops not
-    selected (probability ``1 − probability``) are returned unchanged.
+    Mixed image (same dtype) and mixed mask (``None`` if ``mask`` is ``None``): int64 labels, or
+    for ``mask_rule="soft"`` float class weights ``(B, C, D, H, W)`` (also for crops not mixed).
+    Crops not selected (probability ``1 − probability``) are returned unchanged.
     """
     if not config.enabled or config.probability == 0 or config.density == 0:
         return image, mask
@@ -193,7 +247,10 @@ def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: In
     variants = warp(image.repeat_interleave(m, 0), mode)
     augmented = (w.view(b, m, 1, 1, 1, 1).to(image.dtype) * variants.view(b, m, *image.shape[1:])).sum(1)
     lam_x = lam.view(b, 1, 1, 1, 1).to(image.dtype)
-    mixed = torch.where(applied.view(b, 1, 1, 1, 1), (1 - lam_x) * image + lam_x * augmented, image)
+    mixed = (1 - lam_x) * image + lam_x * augmented
+    if config.restandardise:
+        mixed = _restandardise(mixed, image)
+    mixed = torch.where(applied.view(b, 1, 1, 1, 1), mixed, image)
     if mask is None:
         return mixed, None
 
@@ -202,5 +259,5 @@ def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: In
         labels = labels.masked_fill(~warp.valid.unsqueeze(1), IGNORE)
     sources = torch.cat([mask.unsqueeze(1), labels.view(b, m, *size)], dim=1)
     weights = torch.cat([(1 - lam).unsqueeze(1), lam.unsqueeze(1) * w], dim=1)
-    mixed_mask = torch.where(applied.view(b, 1, 1, 1), _mix_labels(sources, weights, n_classes, config.mask_rule), mask)
-    return mixed, mixed_mask
+    # crops not mixed have λ = 0: every rule returns their labels (one-hot for "soft") unchanged
+    return mixed, resolve_labels(class_weights(sources, weights, n_classes), config)

@@ -1,7 +1,9 @@
 """Supervised segmentation loss L = λ_dice·Dice + λ_focal·Focal (spec §2.5).
 
 Targets are either hard labels ``(B, D, H, W)`` int64 (``IGNORE`` = -1 voxels are dropped) or
-soft class probabilities ``(B, C, D, H, W)`` float. An optional voxel weight ``(B, D, H, W)``
+soft class probabilities ``(B, C, D, H, W)`` float (e.g. mixed one-hot weights of volume infill).
+A soft row may sum to less than 1: the rest is unknown content, so the voxel counts with weight =
+the row sum (0 = ignored) and the row is renormalised. An optional voxel weight ``(B, D, H, W)``
 (e.g. a 0/1 validity mask) multiplies every voxel's contribution to both terms.
 """
 
@@ -38,12 +40,12 @@ class LossParts(NamedTuple):
 def target_probabilities(target: Tensor, n_classes: int, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Turn a hard or soft target into ``(probabilities (B,C,D,H,W), voxel weight (B,D,H,W))``.
 
-    Hard targets become one-hot with weight 0 on ``IGNORE`` voxels; ``weight`` (if given)
-    multiplies the result.
+    Hard targets become one-hot with weight 0 on ``IGNORE`` voxels; soft rows are renormalised and
+    weighted by their sum; ``weight`` (if given) multiplies the result.
     """
     if target.is_floating_point():
-        probs = target.float()
-        w = torch.ones_like(probs[:, 0])
+        w = target.float().sum(1)
+        probs = target.float() / w.clamp_min(1e-12).unsqueeze(1)
     else:
         valid = target != IGNORE
         probs = F.one_hot(target.clamp_min(0), n_classes).movedim(-1, 1).float()
