@@ -112,6 +112,9 @@ def train(
     """Train one configuration, distributed with Ray Train (DDP) or in-process."""
     import os
 
+    from sasi.platform import preflight
+
+    preflight.check_storage(_storage(storage))
     from sasi.config import load_config, to_dict
     from sasi.platform import tracking
     from sasi.platform.runtime import init_ray
@@ -121,6 +124,7 @@ def train(
     cfg = load_config(SasiConfig, config)
     root, run_name = _storage(storage), name or cfg.name
     uri, run_id = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), None
+    preflight.train_run(cfg, config, root, uri and tracking.resolve_tracking_uri(uri, root), workers, gpus_per_worker)
     if uri:
         uri = tracking.resolve_tracking_uri(uri, root)
         run_id = tracking.parent_run(uri, tracking.ensure_experiment(uri), run_name, {"kind": "train"})
@@ -146,8 +150,12 @@ def tune(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite in storage).")] = None,
     seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted search (Tuner.restore).")] = False,
+    restart: Annotated[bool, typer.Option(help="Start a new search where one is stored (the old one is kept aside).")] = False,
 ) -> None:
     """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), tracked in MLflow."""
+    from sasi.platform import preflight
+
+    preflight.check_storage(_storage(storage))
     from sasi.platform.runtime import init_ray
     from sasi.platform.search_space import load_search_space
     from sasi.platform.tune import run_search
@@ -155,9 +163,13 @@ def tune(
     if scheduler not in ("asha", "none"):
         raise SasiError(f"--scheduler must be asha or none, got {scheduler!r}")
     parsed = load_search_space(space)
+    preflight.check_tracking(preflight.resolved_tracking_uri(tracking_uri))
+    preflight.search(parsed, trials, workers_per_trial, gpus_per_trial)
+    preflight.search_resume(parsed, _storage(storage), {"trials": trials, "scheduler": scheduler, "seed": seed},
+                            resume=resume, restart=restart)
     init_ray()
     out = run_search(parsed, trials, gpus_per_trial, None if scheduler == "none" else scheduler, _storage(storage),
-                     tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed)
+                     tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed, restart=restart)
     console.print(f"[green]best[/] {parsed.metric} = {out.best_metrics.get(parsed.metric)} with {out.best_config}")
     console.print(f"results: {out.path}" + (f" · report: {out.report}" if out.report else ""))
 
@@ -168,14 +180,21 @@ def ablate(
     storage: Annotated[Optional[str], typer.Option(help="Results root (default $SASI_STORAGE or runs/ray).")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite in storage).")] = None,
     quick: Annotated[bool, typer.Option(help="Tiny budget (CPU check of the whole suite).")] = False,
+    restart: Annotated[bool, typer.Option(help="Start the suite anew where results of a different configuration are stored (they are kept aside).")] = False,
 ) -> None:
     """Run an ablation grid (variants × shots × seeds) as one Tune run; prints mean ± 95% CI."""
+    from sasi.platform import preflight
+
+    preflight.check_storage(_storage(storage))
     from sasi.platform.ablate import load_suite, run_suite
     from sasi.platform.runtime import init_ray
 
     parsed = load_suite(suite)
+    preflight.check_tracking(preflight.resolved_tracking_uri(tracking_uri))
+    dataset = preflight.suite(parsed, _storage(storage), quick)
+    preflight.suite_resume(parsed, _storage(storage), dataset, quick, restart=restart)
     init_ray()
-    results, _ = run_suite(parsed, _storage(storage), tracking_uri, quick=quick, console=console)
+    results, _ = run_suite(parsed, _storage(storage), tracking_uri, quick=quick, restart=restart, console=console)
     failed = results[results["error"] != ""]
     if len(failed):
         first = failed.iloc[0]
@@ -276,6 +295,7 @@ def main() -> None:
         app()
     except SasiError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))  # 130/143: a suite or search stopped by SIGINT/SIGTERM
     except KeyboardInterrupt:
+        Console(stderr=True).print("[bold red]interrupted[/]", highlight=False)
         sys.exit(130)

@@ -20,6 +20,7 @@ Suite YAML (``ablations/*.yaml``)::
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,13 @@ def results_frame(grid, metric: str = "test_f1"):
     """One row per trial: variant, shots, seed, test metrics, status."""
     import pandas as pd
 
+    from sasi.platform.interrupts import error_line
+
     rows = []
     for result in grid:
         cfg, m = result.config or {}, result.metrics or {}
         rows.append({"variant": cfg.get("variant"), "shots": cfg.get("shots"), "seed": cfg.get("seed"),
-                     "error": str(result.error).splitlines()[0] if result.error else "",
+                     "error": error_line(result.error),
                      **{k: v for k, v in m.items() if k.startswith(("test_", "val_")) and isinstance(v, (int, float))},
                      "iteration": m.get("iteration"), "trial_id": m.get("trial_id")})
     frame = pd.DataFrame(rows)
@@ -133,8 +136,12 @@ def results_frame(grid, metric: str = "test_f1"):
 
 
 def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, quick: bool = False,
-              resume: bool = True, console=None) -> tuple[Any, Any]:
+              resume: bool = True, restart: bool = False, resume_command: str | None = None,
+              console=None) -> tuple[Any, Any]:
     """Run the grid as one Tune experiment; returns (per-trial results, summary). Ray must be connected.
+
+    SIGINT/SIGTERM stop it cleanly: MLflow runs end KILLED, no summary, :class:`~sasi.platform.interrupts.Interrupted`
+    names ``resume_command``. ``restart``: the suite's old MLflow parent run is detached (a new run starts).
 
     Ends with the report (``<storage>/<name>/report/``, :func:`sasi.platform.report.publish_quietly`) on the
     parent run.
@@ -142,7 +149,7 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from sasi.platform import summary, tracking
+    from sasi.platform import interrupts, summary, tracking
     from sasi.platform.figures import f1_vs_shots
     from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
     from sasi.platform.trial import CloseRuns, ReapOrphans, TrialSpec, trial_driver
@@ -152,46 +159,51 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
     name = f"{suite.name}-quick" if quick else suite.name
     uri = tracking.resolve_tracking_uri(tracking_uri, storage)
     experiment = tracking.ensure_experiment(uri)
+    if restart:
+        tracking.retire_parent(uri, experiment, name, f"{name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
     parent = tracking.parent_run(uri, experiment, name, {"kind": "ablation", "recipe": suite.recipe})
     tracking.log_params(uri, parent, {"recipe": suite.recipe, "data_seed": suite.data_seed, "quick": quick,
                                       "shots": suite.shots, "seeds": suite.seeds,
                                       "variants": sorted(suite.variants)})
-    dataset = ensure_data(suite, storage)
-    variants = suite.configs(dataset, QUICK if quick else None)
-    r = suite.resources
-    res = trial_resources(r.workers, r.gpus_per_worker, r.per_worker, max_concurrent=r.max_concurrent,
-                          trials=len(variants) * len(suite.shots) * len(suite.seeds))
-    spec = TrialSpec(name, storage, uri, experiment, parent, variants=variants, workers=res.workers,
-                     gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
-                     extra_resources=res.extra)
-    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
-    path = f"{storage}/{name}"
-    if resume and tune.Tuner.can_restore(path):
-        reap_orphaned_placement_groups()
-        tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
-                                   resume_unfinished=True)
-    else:
-        space = {"variant": tune.grid_search(sorted(variants)), "shots": tune.grid_search(suite.shots),
-                 "seed": tune.grid_search(suite.seeds)}
-        tuner = tune.Tuner(
-            trainable, param_space=space,
-            # the generator limits concurrency itself (Tune ignores max_concurrent_trials for it)
-            tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent,
-                                                                         random_state=0)),
-            run_config=tune.RunConfig(name=name, storage_path=storage,
-                                      callbacks=[CloseRuns(uri, experiment), ReapOrphans()],
-                                      failure_config=tune.FailureConfig(max_failures=1)),
-        )
-    grid = tuner.fit()
-    results = results_frame(grid)
-    table = summary.summarise(results)
-    with tempfile.TemporaryDirectory() as tmp:
-        files = summary.write(results, table, path if Path(path).is_dir() else tmp)
-        files.append(f1_vs_shots(table, Path(files[0]).parent / "f1_vs_shots.png"))
-        tracking.log_artifacts(uri, parent, files)
-    for row in table.itertuples(index=False):
-        tracking.log_metrics(uri, parent, {f"test_f1.{row.variant}.{row.shots}shots": row.test_f1_mean})
-    tracking.finish(uri, parent, "FINISHED" if not results["error"].any() else "FAILED")
+    with interrupts.guarded(uri, experiment, parent, resume_command or interrupts.command_line()) as stop:
+        dataset = ensure_data(suite, storage)
+        variants = suite.configs(dataset, QUICK if quick else None)
+        r = suite.resources
+        res = trial_resources(r.workers, r.gpus_per_worker, r.per_worker, max_concurrent=r.max_concurrent,
+                              trials=len(variants) * len(suite.shots) * len(suite.seeds))
+        spec = TrialSpec(name, storage, uri, experiment, parent, variants=variants, workers=res.workers,
+                         gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
+                         extra_resources=res.extra)
+        trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
+        path = f"{storage}/{name}"
+        if resume and tune.Tuner.can_restore(path):
+            reap_orphaned_placement_groups()
+            tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
+                                       resume_unfinished=True)
+        else:
+            space = {"variant": tune.grid_search(sorted(variants)), "shots": tune.grid_search(suite.shots),
+                     "seed": tune.grid_search(suite.seeds)}
+            tuner = tune.Tuner(
+                trainable, param_space=space,
+                # the generator limits concurrency itself (Tune ignores max_concurrent_trials for it)
+                tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent,
+                                                                             random_state=0)),
+                run_config=tune.RunConfig(name=name, storage_path=storage,
+                                          callbacks=[CloseRuns(uri, experiment), ReapOrphans()],
+                                          failure_config=tune.FailureConfig(max_failures=1)),
+            )
+        with stop.fit():
+            grid = tuner.fit()
+        stop.check()
+        results = results_frame(grid)
+        table = summary.summarise(results)
+        with tempfile.TemporaryDirectory() as tmp:
+            files = summary.write(results, table, path if Path(path).is_dir() else tmp)
+            files.append(f1_vs_shots(table, Path(files[0]).parent / "f1_vs_shots.png"))
+            tracking.log_artifacts(uri, parent, files)
+        for row in table.itertuples(index=False):
+            tracking.log_metrics(uri, parent, {f"test_f1.{row.variant}.{row.shots}shots": row.test_f1_mean})
+        tracking.finish(uri, parent, "FINISHED" if not results["error"].any() else "FAILED")
     report = publish_quietly(parent, uri, storage, name)  # also GPU-hours per variant on the parent run
     if console is not None:
         console.print(summary.rich_table(table, title=f"{name}: test F1 (mean ± 95% CI over seeds)"))

@@ -22,6 +22,7 @@ EXPERIMENT = "sasi"
 TRIAL_TAG = "ray.trial_id"
 SUITE_TAG = "sasi.suite"
 ROLE_TAG = "sasi.role"
+GIT_SHA_ENV = "SASI_GIT_SHA"  # the submitter's commit, for runs whose source tree has no .git
 PACKAGES = ("torch", "ray", "optuna", "mlflow-skinny", "numpy", "sasi")
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,29 @@ def finish(uri: str, run_id: str, status: str = "FINISHED") -> None:
     _client(uri).set_terminated(run_id, status=status)
 
 
+def close_suite(uri: str, experiment_id: str, parent_id: str, status: str = "KILLED",
+                tags: Mapping[str, Any] | None = None) -> int:
+    """End every RUNNING child run of ``parent_id``, then the parent, as ``status``; returns the children closed."""
+    client = _client(uri)
+    children = client.search_runs([experiment_id], max_results=10_000, filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"))
+    for run_id in [r.info.run_id for r in children] + [parent_id]:
+        for key, value in (tags or {}).items():
+            client.set_tag(run_id, key, str(value))
+        client.set_terminated(run_id, status=status)
+    return len(children)
+
+
+def retire_parent(uri: str, experiment_id: str, suite: str, archived: str) -> None:
+    """Detach a suite's old parent run (``--restart``): it keeps its children but no longer answers to ``suite``."""
+    client = _client(uri)
+    while (run_id := _find_run(uri, experiment_id, {SUITE_TAG: suite, ROLE_TAG: "suite"})) is not None:
+        client.set_tag(run_id, SUITE_TAG, archived)
+        client.set_tag(run_id, "sasi.replaced", "true")
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+
+
 def trial_run_id(uri: str, experiment_id: str, trial_id: str) -> str | None:
     return _find_run(uri, experiment_id, {TRIAL_TAG: trial_id})
 
@@ -163,7 +187,10 @@ def best_effort(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) ->
 
 
 def git_sha() -> str:
-    """``git rev-parse HEAD`` of the source tree, else ``"unknown"`` (e.g. inside a job's working_dir)."""
+    """``$SASI_GIT_SHA`` (set it in a ``ray job submit`` runtime env: the job's working_dir has no ``.git``),
+    else ``git rev-parse HEAD`` of the source tree, else ``"unknown"``."""
+    if os.environ.get(GIT_SHA_ENV, "").strip():
+        return os.environ[GIT_SHA_ENV].strip()
     root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,63 +167,74 @@ class SearchOutcome:
 
 def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler: str | Any | None,
                storage: str, tracking_uri: str | None = None, resume: bool = False, *,
-               workers_per_trial: int = 1, seed: int = 0, optuna_db: bool = True) -> SearchOutcome:
+               workers_per_trial: int = 1, seed: int = 0, optuna_db: bool = True, restart: bool = False,
+               resume_command: str | None = None) -> SearchOutcome:
     """Run (or ``resume``) a Tune search over ``space``; the caller has connected to Ray.
+
+    SIGINT/SIGTERM stop it cleanly (MLflow runs KILLED, no summary, :class:`~sasi.platform.interrupts.Interrupted`
+    names ``resume_command``); ``restart`` detaches the search's old MLflow parent run.
 
     ``scheduler``: ``"asha"`` (on the ``iteration`` metric, rungs from ``train.eval_every``), ``None``, or
     any Tune ``TrialScheduler``.
     """
     from ray.tune.schedulers import ASHAScheduler
 
-    from sasi.platform import tracking
+    from sasi.platform import interrupts, tracking
     from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
     from sasi.platform.report import publish_quietly
 
     storage = storage if tracking.is_remote(storage) else str(Path(storage).resolve())
     uri = tracking.resolve_tracking_uri(tracking_uri, storage)
     experiment = tracking.ensure_experiment(uri)
+    if restart:
+        tracking.retire_parent(uri, experiment, space.name, f"{space.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
     parent = tracking.parent_run(uri, experiment, space.name, {"kind": "search", "space": space.source})
     tracking.log_params(uri, parent, {"trials": trials, "gpus_per_trial": gpus_per_trial, "seed": seed,
                                       "scheduler": scheduler or "none", "preset": space.preset})
-    base = to_dict(space.config())
-    if not tracking.is_remote(base["data"]["dataset"]):
-        base["data"]["dataset"] = str(Path(base["data"]["dataset"]).resolve())
-    res = trial_resources(workers_per_trial, gpus_per_trial / max(1, workers_per_trial))
-    spec = TrialSpec(space.name, storage, uri, experiment, parent, base=base, workers=res.workers,
-                     gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"])
-    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
-    path = f"{storage.rstrip('/')}/{space.name}"
-    callbacks: list[tune.Callback] = [CloseRuns(uri, experiment), ReapOrphans()]
-    if optuna_db and not tracking.is_remote(storage):
-        callbacks.append(OptunaMirror(f"sqlite:///{storage}/{space.name}-optuna.db", space.name, space))
-    if resume and tune.Tuner.can_restore(path):
-        reap_orphaned_placement_groups()
-        tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
-                                   resume_unfinished=True)
-    else:
-        iterations = int(base["train"]["iterations"])
-        asha = ASHAScheduler(time_attr="iteration", max_t=iterations + 1,
-                             grace_period=max(1, int(base["train"]["eval_every"]) or iterations),
-                             reduction_factor=2) if scheduler == "asha" else scheduler
-        searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
-                                    sampler=optuna.samplers.TPESampler(seed=seed),
-                                    constraints={c.metric: c.max for c in space.constraints})
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=asha, metric=space.metric,
-                                        mode=space.mode, num_samples=trials,
-                                        max_concurrent_trials=res.max_concurrent),
-            run_config=tune.RunConfig(name=space.name, storage_path=storage, callbacks=callbacks,
-                                      failure_config=tune.FailureConfig(max_failures=1)),
-        )
-    grid = tuner.fit()
-    frame = grid.get_dataframe()
-    best = _best(grid, space.metric, space.mode)
-    best_metrics = {k: v for k, v in (best.metrics or {}).items() if isinstance(v, (int, float))}
-    tracking.log_metrics(uri, parent, {f"best_{k}": v for k, v in best_metrics.items()
-                                       if k.startswith(("val_", "test_"))})
-    _log_summary(uri, parent, grid, frame, space)
-    tracking.finish(uri, parent)
+    resume_command = resume_command or interrupts.command_line(add=("--resume",))
+    with interrupts.guarded(uri, experiment, parent, resume_command) as stop:
+        base = to_dict(space.config())
+        if not tracking.is_remote(base["data"]["dataset"]):
+            base["data"]["dataset"] = str(Path(base["data"]["dataset"]).resolve())
+        res = trial_resources(workers_per_trial, gpus_per_trial / max(1, workers_per_trial))
+        spec = TrialSpec(space.name, storage, uri, experiment, parent, base=base, workers=res.workers,
+                         gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"])
+        trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
+        path = f"{storage.rstrip('/')}/{space.name}"
+        callbacks: list[tune.Callback] = [CloseRuns(uri, experiment), ReapOrphans()]
+        if optuna_db and not tracking.is_remote(storage):
+            callbacks.append(OptunaMirror(f"sqlite:///{storage}/{space.name}-optuna.db", space.name, space))
+        if resume and tune.Tuner.can_restore(path):
+            reap_orphaned_placement_groups()
+            tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
+                                       resume_unfinished=True)
+        else:
+            iterations = int(base["train"]["iterations"])
+            asha = ASHAScheduler(time_attr="iteration", max_t=iterations + 1,
+                                 grace_period=max(1, int(base["train"]["eval_every"]) or iterations),
+                                 reduction_factor=2) if scheduler == "asha" else scheduler
+            searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
+                                        sampler=optuna.samplers.TPESampler(seed=seed),
+                                        constraints={c.metric: c.max for c in space.constraints})
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=asha, metric=space.metric,
+                                            mode=space.mode, num_samples=trials,
+                                            max_concurrent_trials=res.max_concurrent),
+                run_config=tune.RunConfig(name=space.name, storage_path=storage, callbacks=callbacks,
+                                          failure_config=tune.FailureConfig(max_failures=1)),
+            )
+        with stop.fit():
+            grid = tuner.fit()
+        stop.check()
+        interrupts.raise_if_all_failed(grid)
+        frame = grid.get_dataframe()
+        best = _best(grid, space.metric, space.mode)
+        best_metrics = {k: v for k, v in (best.metrics or {}).items() if isinstance(v, (int, float))}
+        tracking.log_metrics(uri, parent, {f"best_{k}": v for k, v in best_metrics.items()
+                                           if k.startswith(("val_", "test_"))})
+        _log_summary(uri, parent, grid, frame, space)
+        tracking.finish(uri, parent)
     report = publish_quietly(parent, uri, storage, space.name)
     return SearchOutcome(dict(best.config or {}), best_metrics, frame, path, report)
 

@@ -1,0 +1,314 @@
+"""Pre-flight checks for ``sasi train``, ``sasi tune`` and ``sasi ablate``: everything knowable before Ray starts.
+
+Each check raises a one-line :class:`~sasi.errors.SasiError` naming what is wrong and how to fix it, so a bad
+storage path, a missing dataset, more shots than labelled particles, an unknown objective metric or zero
+trials fail in seconds instead of inside Ray trials minutes later. The storage checks import nothing heavy
+(no torch, no Ray), so the CLI runs them first.
+
+Resume safety lives here too: a suite or search writes the hash of its resolved configuration
+(:data:`CONFIG_FILE` in its experiment folder); rerunning it into the same storage with a different
+configuration is refused unless the command says ``--restart``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sasi.errors import SasiError
+
+# Metrics a training run reports at every evaluation, usable as a search objective (ASHA needs one that is
+# reported during training). ``val_f1`` is the SHREC localisation F1; the class-aware names are the ones
+# the scoring rework introduces. Extend this tuple when the loop reports a new validation metric.
+VALIDATION_METRICS = ("val_f1", "val_class_f1", "val_localisation_f1", "val_precision", "val_recall",
+                      "val_macro_f1_distance", "val_picks")
+OBJECTIVE_METRICS = (*VALIDATION_METRICS, "elapsed_s")
+CONFIG_FILE = "sasi-config.json"  # in <storage>/<name>/: the resolved configuration's hash
+
+
+def objective_metrics() -> tuple[str, ...]:
+    """Known objective names: :data:`OBJECTIVE_METRICS` plus any list the training loop exports."""
+    try:
+        from sasi.train import loop
+
+        extra = tuple(getattr(loop, "VALIDATION_METRICS", ()))
+    except Exception:  # noqa: BLE001 - the constant here is the fallback
+        extra = ()
+    return tuple(dict.fromkeys((*OBJECTIVE_METRICS, *extra)))
+
+
+def check_objective(metric: str, source: object = None) -> None:
+    """The objective must be a metric every evaluation reports (``train_*`` losses are allowed too)."""
+    known = objective_metrics()
+    if metric in known or metric.startswith("train_"):
+        return
+    raise SasiError(f"unknown objective metric {metric!r}; known: {', '.join(known)} (or a train_* loss)", source)
+
+
+def check_trials(trials: int) -> None:
+    if trials < 1:
+        raise SasiError(f"--trials must be at least 1, got {trials}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_storage(storage: str | os.PathLike, what: str = "--storage") -> Path | None:
+    """A local storage folder must be (or become) a writable folder; remote URIs are left to Ray."""
+    if "://" in str(storage):
+        return None
+    path = Path(storage).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SasiError(f"{what} is a file, not a folder; give a folder path", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SasiError(f"{what}: cannot create this folder ({exc.strerror or _first_line(exc)})", path) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sasi-write-probe-"):
+            pass
+    except OSError as exc:
+        raise SasiError(f"{what} is not writable ({exc.strerror or _first_line(exc)}); choose a writable folder",
+                        path) from None
+    return path
+
+
+def resolved_tracking_uri(uri: str | None) -> str | None:
+    """``uri`` or ``$MLFLOW_TRACKING_URI`` (relative SQLite paths made absolute); None: the default store in
+    the storage folder, which :func:`check_storage` covers."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    return uri or None
+
+
+def check_tracking(uri: str | None) -> None:
+    """A local SQLite MLflow store must sit in a writable folder (else SQLAlchemy retries for minutes)."""
+    if not uri:
+        return
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if db.is_dir():
+            raise SasiError("the MLflow SQLite store is a folder, not a file", db)
+        check_storage(db.parent, "the MLflow store's folder")
+        if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+            raise SasiError("the MLflow SQLite store is not writable", db)
+    elif uri.startswith("file:") or ("://" not in uri and uri != "databricks"):
+        raise SasiError(f"MLflow tracking URI {uri!r}: use sqlite:///<path>/mlflow.db or an http(s) MLflow server "
+                        "(the file store is disabled in MLflow 3)")
+
+
+def _simulate_hint(root: Path) -> str:
+    """``sasi simulate`` command that makes ``root`` when its name looks like ``<recipe>-seed<N>``."""
+    from sasi.simulate.recipes import RECIPES
+
+    stem, _, seed = root.name.rpartition("-seed")
+    if stem in RECIPES and seed.isdigit():
+        return f"; make it with: sasi simulate {root} --recipe {stem} --seed {seed}"
+    return f"; make one with: sasi simulate {root} --recipe tiny-v1"
+
+
+def _tomogram_files(root: Path, name: str, what: str) -> None:
+    for file in ("tomogram.mrc", "particles.parquet"):
+        if not (root / name / file).is_file():
+            raise SasiError(f"{what} tomogram {name!r} has no {file}", root / name)
+
+
+def check_dataset(data: Any, source: object, *, shots: Iterable[int] = (), splits: Iterable[str] = ()) -> None:
+    """``data`` (a :class:`~sasi.train.config.DataConfig`): the dataset, its train (and val) tomogram and
+    ``splits`` exist, and the train tomogram has at least ``max(shots)`` particles of every class."""
+    from sasi.dataset import MANIFEST, load_dataset
+    from sasi.fewshot import class_counts
+    from sasi.io import read_particles
+
+    if "://" in str(data.dataset):
+        return
+    root = Path(data.dataset)
+    if not (root / MANIFEST).is_file():
+        where = "folder not found" if not root.is_dir() else f"no {MANIFEST} in this folder"
+        raise SasiError(f"dataset not found ({where}){_simulate_hint(root)}", f"{source}: data.dataset {root}")
+    ds = load_dataset(root)
+    for split in splits:
+        if not ds.splits.get(split):
+            raise SasiError(f"the dataset has no {split!r} tomograms; splits: "
+                            f"{ {k: len(v) for k, v in ds.splits.items()} }", root / MANIFEST)
+        for name in ds.splits[split]:
+            _tomogram_files(root, name, split)
+    train = data.train_tomogram or (ds.splits.get("train") or [None])[0]
+    if not train:
+        raise SasiError("the dataset has no 'train' split; set data.train_tomogram", root / MANIFEST)
+    _tomogram_files(root, train, "train")
+    if data.val_tomogram:
+        _tomogram_files(root, data.val_tomogram, "val")
+    wanted = max([int(data.shots), *[int(s) for s in shots]])
+    if wanted < 1:
+        raise SasiError(f"shots must be at least 1, got {wanted}", source)
+    counts = class_counts(read_particles(root / train / "particles.parquet"))
+    short = {c: counts.get(c, 0) for c in ds.classes if counts.get(c, 0) < wanted}
+    if short:
+        listed = ", ".join(f"{c} {n}" for c, n in short.items())
+        raise SasiError(f"{wanted} shots per class, but train tomogram {train!r} has fewer labelled particles "
+                        f"of {len(short)} class(es) ({listed}); lower the shots or pick another data.train_tomogram",
+                        source)
+
+
+# ---- resume safety -----------------------------------------------------------------------------------------
+
+def config_hash(resolved: Mapping[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of a JSON-able resolved configuration."""
+    text = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def check_resume(folder: str | os.PathLike, resolved: Mapping[str, Any], command: str, *, restart: bool) -> bool:
+    """Compare ``resolved`` with the configuration stored in ``folder`` (a suite's or search's experiment folder).
+
+    Returns True when earlier results exist and may be resumed. A different configuration is a one-line error
+    unless ``restart``; with ``restart`` the old folder is moved aside (``<folder>.replaced-<time>``) and
+    False is returned (a new run). Remote storage is not checked.
+    """
+    if "://" in str(folder):
+        return True
+    folder = Path(folder)
+    stored = folder / CONFIG_FILE
+    resolved = json.loads(json.dumps(resolved, sort_keys=True, default=str))
+    digest = config_hash(resolved)
+    if not folder.exists():
+        return False
+    if restart:
+        archive = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(archive)
+        return False
+    if not stored.is_file():
+        return True  # results from before hashes were stored: resume as before
+    try:
+        old = json.loads(stored.read_text())
+    except (OSError, ValueError):
+        return True
+    if old.get("hash") == digest:
+        return True
+    changed = _changed_keys(old.get("config") or {}, resolved)
+    shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    raise SasiError(f"its configuration changed since the results stored here ({shown or 'hash differs'}); "
+                    f"rerun with --restart to start a new run (the old results are kept aside), "
+                    f"or undo the change to resume: {command}", folder)
+
+
+def store_config(folder: str | os.PathLike, resolved: Mapping[str, Any]) -> None:
+    """Write the configuration hash (and the configuration, for the error's list of changed keys)."""
+    if "://" in str(folder):
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    resolved = json.loads(json.dumps(resolved, sort_keys=True, default=str))
+    from sasi.io.atomic import atomic_write
+
+    with atomic_write(folder / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps({"hash": config_hash(resolved), "config": resolved}, indent=1, sort_keys=True))
+
+
+# ---- the three commands --------------------------------------------------------------------------------------
+
+def train_run(config: Any, source: object, storage: str, tracking_uri: str | None, workers: int,
+              gpus_per_worker: float) -> None:
+    """``sasi train``: storage, MLflow store, dataset, shots, resources."""
+    check_storage(storage)
+    check_tracking(tracking_uri)
+    if workers < 0:
+        raise SasiError(f"--workers must be >= 0, got {workers}")
+    if gpus_per_worker < 0:
+        raise SasiError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker}")
+    check_dataset(config.data, source)
+
+
+def search(space: Any, trials: int, workers_per_trial: int, gpus_per_trial: float) -> None:
+    """``sasi tune`` (after :func:`check_storage`): trials, resources, objective, the base config's dataset."""
+    check_trials(trials)
+    if workers_per_trial < 1:
+        raise SasiError(f"--workers-per-trial must be >= 1, got {workers_per_trial}")
+    if gpus_per_trial < 0:
+        raise SasiError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
+    check_objective(space.metric, f"{space.source}: objective.metric")
+    config = space.config()
+    shots = [config.data.shots]
+    for p in space.parameters:
+        if p.path == "data.shots":
+            shots += [int(v) for v in (p.values if p.type == "choice" else (p.high,))]
+    check_dataset(config.data, space.source, shots=shots, splits=("test",))
+
+
+def _experiment_folder(storage: str, name: str) -> Path | None:
+    return None if "://" in str(storage) else Path(storage).expanduser().resolve() / name
+
+
+def search_resume(space: Any, storage: str, settings: Mapping[str, Any], *, resume: bool, restart: bool) -> None:
+    """``sasi tune``: refuse to mix a changed search (or a new one without ``--resume``) into stored results."""
+    import dataclasses
+
+    from sasi.config import to_dict
+    from sasi.platform.interrupts import command_line
+
+    if resume and restart:
+        raise SasiError("--resume continues the stored search and --restart starts a new one: give one of them")
+    folder = _experiment_folder(storage, space.name)
+    if folder is None:
+        return
+    base = to_dict(space.config())
+    if "://" not in base["data"]["dataset"]:
+        base["data"]["dataset"] = str(Path(base["data"]["dataset"]).resolve())
+    resolved = {"name": space.name, "preset": space.preset, "metric": space.metric, "mode": space.mode,
+                "base": base, "parameters": [dataclasses.asdict(p) for p in space.parameters],
+                "constraints": [dataclasses.asdict(c) for c in space.constraints], **settings}
+    if (folder / "tuner.pkl").is_file() and not (resume or restart):
+        raise SasiError(f"search {space.name!r} already has results here; add --resume to continue it or "
+                        "--restart to start a new search (the old results are kept aside)", folder)
+    check_resume(folder, resolved, command_line(add=("--resume",)), restart=restart)
+    store_config(folder, resolved)
+
+
+def suite_resume(parsed: Any, storage: str, dataset: str, quick: bool, *, restart: bool) -> None:
+    """``sasi ablate``: a suite resumes its stored results only if its resolved configuration is unchanged."""
+    from sasi.platform.ablate import QUICK
+    from sasi.platform.interrupts import command_line
+
+    folder = _experiment_folder(storage, f"{parsed.name}-quick" if quick else parsed.name)
+    if folder is None:
+        return
+    resolved = {"recipe": parsed.recipe, "data_seed": parsed.data_seed, "shots": parsed.shots,
+                "seeds": parsed.seeds, "variants": parsed.configs(dataset, QUICK if quick else None)}
+    check_resume(folder, resolved, command_line(), restart=restart)
+    store_config(folder, resolved)
+
+
+def suite(parsed: Any, storage: str, quick: bool) -> str:
+    """``sasi ablate`` (after :func:`check_storage`): simulates the suite's data if missing (before Ray), then
+    checks every variant's dataset settings and the largest shot count. Returns the dataset folder."""
+    from sasi.platform.ablate import QUICK, ensure_data
+
+    dataset = ensure_data(parsed, storage)
+    for name, tree in parsed.configs(dataset, QUICK if quick else None).items():
+        from sasi.config import from_dict
+        from sasi.train.config import SasiConfig
+
+        config = from_dict(SasiConfig, tree, f"variant {name!r}")
+        check_dataset(config.data, f"variant {name!r}", shots=parsed.shots, splits=("test",))
+    return dataset
