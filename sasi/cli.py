@@ -64,11 +64,12 @@ def evaluate(
     pred: Annotated[Path, typer.Option(help="Predicted particles (Parquet/CSV/STAR).")],
     dataset: Annotated[Optional[Path], typer.Option(help="Dataset folder (truth, radii, instance maps).")] = None,
     truth: Annotated[Optional[Path], typer.Option(help="Truth table (default: from --dataset).")] = None,
-    split: Annotated[str, typer.Option(help="Dataset split scored when --truth is not given.")] = "test",
+    split: Annotated[str, typer.Option(help="Dataset split scored when --truth is not given (all its tomograms: unpicked ones count as misses).")] = "test",
+    tomogram: Annotated[Optional[list[str]], typer.Option(help="Score only these tomograms of the dataset (repeatable) instead of a split.")] = None,
     rule: Annotated[str, typer.Option(help="shrec (occupancy hit) or distance (one-to-one within r/2).")] = "shrec",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the scores as JSON.")] = None,
 ) -> None:
-    """Score picks against ground truth: P/R/F1 per class, micro/macro, CZII F-beta."""
+    """Score picks against ground truth: class-aware and localisation F1, what every false pick is, per class, CZII F-beta."""
     from sasi.dataset import load_dataset, score_on_dataset
     from sasi.evaluate import evaluate as run_evaluate
     from sasi.evaluate import scores_table
@@ -79,7 +80,10 @@ def evaluate(
     ds = load_dataset(dataset)
     picks = read_particles(pred, voxel_size=ds.voxel_size)
     if truth is None:
-        names = sorted(set(picks.column("tomogram").to_pylist()) or set(ds.names(split)))
+        names = list(tomogram) if tomogram else ds.names(split)
+        unknown = sorted(set(names) - {n for members in ds.splits.values() for n in members})
+        if unknown:
+            raise SasiError(f"no tomogram(s) {unknown} in the dataset; it has {sorted(n for m in ds.splits.values() for n in m)}")
         scores = score_on_dataset(ds, picks, names, rule=rule)
     else:
         table = read_particles(truth, voxel_size=ds.voxel_size)
@@ -208,26 +212,27 @@ def predict(
     tomograms: Annotated[list[Path], typer.Argument(help="MRC tomogram(s) at the training voxel size.")],
     out: Annotated[Path, typer.Option(help="Picks: .parquet, .star or .csv.")] = Path("picks.parquet"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    min_size: Annotated[Optional[int], typer.Option(help="Smallest component (voxels); default from the config.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Detection mode: foreground (one pick per particle) or cc3d-per-class (the paper's); default from the config.")] = None,
 ) -> None:
-    """Detect particles in tomograms with a trained model: segment → argmax → cc3d → centroids."""
+    """Detect particles in tomograms with a trained model: segment → components → one pick per particle."""
     import pyarrow as pa
 
-    from sasi.detect import detect
+    from sasi.detect import DetectConfig, detect
     from sasi.io import read_mrc, write_particles
+    from sasi.scoring import checkpoint_detection
     from sasi.train.loop import load_checkpoint, resolve_device, use_fast_layout
 
     net, config, state = load_checkpoint(checkpoint)
     dev = resolve_device(device)
     use_fast_layout(net.to(dev), config.train, dev)
-    d = config.detect
+    geometry, min_score = checkpoint_detection(config, state)
+    settings = DetectConfig(**{**vars(config.detect), "mode": mode}) if mode else config.detect
     tables, shape = [], None
     for path in tomograms:
         tomo = read_mrc(path, expect_voxel_size=state["voxel_size"])
         shape = tomo.shape
-        found = detect(net.backbone.to(dev), tomo.data, state["classes"], tomo.voxel_size, tomo.name, tile=d.tile,
-                       margin=d.margin, connectivity=d.connectivity,
-                       min_size=d.min_size if min_size is None else min_size, device=dev, amp=config.train.amp)
+        found = detect(net.backbone.to(dev), tomo.data, geometry, tomo.name, config=settings, min_score=min_score,
+                       device=dev, amp=config.train.amp)
         tables.append(found.particles)
         console.print(f"{path}: {found.particles.num_rows} particles")
     write_particles(pa.concat_tables(tables), out, voxel_size=state["voxel_size"], shape_zyx=shape)

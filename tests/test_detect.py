@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from sasi.detect import components_to_particles, foreground_components, propagate_components, segment, tile_starts
+from sasi.detect import (
+    DetectConfig,
+    ParticleGeometry,
+    SegmentationMaps,
+    foreground_components,
+    maps_to_particles,
+    propagate_components,
+    segment,
+    tile_starts,
+)
 from sasi.errors import SasiError
 from sasi.model import build_model
 
@@ -26,26 +35,121 @@ def test_propagated_components_partition_like_cc3d(connectivity):
         assert len(set(zip(cpu_component.tolist(), component.tolist()))) == reference.max()
 
 
-def test_centroids_scores_and_classes_of_two_blobs():
-    labels = torch.zeros(20, 20, 20, dtype=torch.uint8)
+PER_CLASS = DetectConfig(mode="cc3d-per-class", min_size=2)
+
+
+def maps_of(probabilities: np.ndarray) -> SegmentationMaps:
+    """Maps of a (C, D, H, W) probability volume, as :func:`segment` stores them."""
+    maps = SegmentationMaps.empty(probabilities.shape[1:], torch.device("cpu"))
+    maps.put((slice(None),) * 3, torch.from_numpy(probabilities).float())
+    return maps
+
+
+def one_hot(labels: np.ndarray, n_classes: int, p: float = 0.9) -> np.ndarray:
+    """Probabilities with ``p`` on each voxel's label and the rest spread evenly."""
+    out = np.full((n_classes, *labels.shape), (1 - p) / (n_classes - 1), np.float32)
+    np.put_along_axis(out, labels[None].astype(np.int64), p, axis=0)
+    return out
+
+
+def ball(shape, centre, radius) -> np.ndarray:
+    zz, yy, xx = np.indices(shape)
+    return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= radius ** 2
+
+
+GEOMETRY = ParticleGeometry(["a", "b"], 10.0, {"a": 60.0, "b": 60.0}, label_radius_scale=0.5)  # label r = 3 voxels
+
+
+def picks_of(labels: np.ndarray, config: DetectConfig = DetectConfig(), geometry=GEOMETRY, probabilities=None):
+    found = maps_to_particles(maps_of(one_hot(labels, 3) if probabilities is None else probabilities), geometry, "t",
+                              config).particles
+    return sorted(zip(found.column("label").to_pylist(), *(np.round(found.column(c).to_numpy() / 10, 2)
+                                                               for c in "zyx"), found.column("score").to_pylist()))
+
+
+def test_per_class_mode_centroids_scores_and_classes_of_two_blobs():
+    labels = np.zeros((20, 20, 20), np.uint8)
     labels[2:5, 2:5, 2:5] = 1  # centre (3, 3, 3)
     labels[10:16, 12:14, 4:6] = 2  # centre (12.5, 12.5, 4.5)
     labels[18, 18, 18] = 1  # one voxel: dropped by min_size
-    confidence = torch.full(labels.shape, 0.5, dtype=torch.float16)
-    confidence[10:16, 12:14, 4:6] = 0.75
-    found = components_to_particles(labels, confidence, ["a", "b"], 10.0, "t", min_size=2).particles
-    rows = sorted(zip(found.column("label").to_pylist(), found.column("z").to_pylist(),
-                      found.column("y").to_pylist(), found.column("x").to_pylist(), found.column("score").to_pylist()))
-    assert rows == [("a", 30.0, 30.0, 30.0, 0.5), ("b", 125.0, 125.0, 45.0, 0.75)]
+    probabilities = one_hot(labels, 3, 0.5)
+    probabilities[:, 10:16, 12:14, 4:6] = one_hot(np.full((6, 2, 2), 2), 3, 0.75)
+    rows = picks_of(labels, PER_CLASS, probabilities=probabilities)
+    assert [r[:4] for r in rows] == [("a", 3.0, 3.0, 3.0), ("b", 12.5, 12.5, 4.5)]
+    assert [r[4] for r in rows] == pytest.approx([0.5, 0.75], abs=1e-3)
+
+
+def test_a_particle_split_across_classes_is_one_pick_of_the_majority_class_at_its_centre():
+    labels = np.zeros((24, 24, 24), np.uint8)
+    inside = ball(labels.shape, (12, 12, 12), 3.2)
+    labels[inside] = 1
+    labels[inside & (np.indices(labels.shape)[2] > 13)] = 2  # a cap of the particle painted class b
+    assert len(picks_of(labels, PER_CLASS)) == 2  # the paper's rule: one pick per fragment, both off-centre
+    rows = picks_of(labels)
+    assert len(rows) == 1 and rows[0][0] == "a"
+    assert np.allclose(rows[0][1:4], (12, 12, 12), atol=0.01)
+
+
+def test_touching_particles_of_two_classes_stay_two_picks_at_their_centres():
+    shape = (24, 24, 32)
+    labels = np.zeros(shape, np.uint8)
+    labels[ball(shape, (12, 12, 10), 3.2)] = 1
+    labels[ball(shape, (12, 12, 16.5), 3.2)] = 2  # spheres touch: one foreground component
+    probabilities = one_hot(labels, 3)
+    for centre in ((12, 12, 10), (12, 12, 16.5)):  # the network is surest at particle centres
+        near = ball(shape, centre, 1.5)
+        probabilities[0][near] = 0.01
+    rows = picks_of(labels, probabilities=probabilities)
+    assert [r[0] for r in rows] == ["a", "b"]
+    assert np.allclose([r[3] for r in rows], (10, 16.5), atol=0.6)
+    merged = picks_of(labels, DetectConfig(split_factor=10.0), probabilities=probabilities)
+    assert len(merged) == 1  # without splitting, the pair is one component
+
+
+def test_specks_are_dropped_and_close_picks_merge():
+    labels = np.zeros((24, 24, 24), np.uint8)
+    labels[ball(labels.shape, (6, 6, 6), 3.2)] = 1
+    labels[20, 20, 20] = 2  # a 1-voxel speck: far below 0.2 × the label sphere (113 voxels)
+    labels[ball(labels.shape, (14, 14, 13), 2.0)] = 1  # two fragments 5.5 voxels apart, not touching:
+    labels[ball(labels.shape, (14, 14, 18.5), 2.0)] = 1  # closer than one particle radius (6 voxels), so one pick
+    assert foreground_components(torch.from_numpy(labels))[1].max() == 3  # four components
+    rows = picks_of(labels)
+    assert [r[1:4] for r in rows if r[1] > 10] in ([(14.0, 14.0, 13.0)], [(14.0, 14.0, 18.5)])
+    assert len(rows) == 2
+    assert len(picks_of(labels, DetectConfig(merge_factor=0.0, min_size_fraction=0.0))) == 4
+
+
+def test_empty_segmentation_gives_no_picks():
+    assert picks_of(np.zeros((12, 12, 12), np.uint8)) == []
+    assert picks_of(np.zeros((12, 12, 12), np.uint8), PER_CLASS) == []
+
+
+def test_picks_come_best_first_and_respect_min_score():
+    labels = np.zeros((24, 24, 24), np.uint8)
+    labels[ball(labels.shape, (6, 6, 6), 3.2)] = 1
+    labels[ball(labels.shape, (17, 17, 17), 3.2)] = 2
+    probabilities = one_hot(labels, 3, 0.6)
+    probabilities[:, 14:21, 14:21, 14:21] = one_hot(labels[14:21, 14:21, 14:21], 3, 0.95)
+    maps = maps_of(probabilities)
+    found = maps_to_particles(maps, GEOMETRY, "t").particles
+    assert found.column("label").to_pylist() == ["b", "a"]
+    assert maps_to_particles(maps, GEOMETRY, "t", min_score=0.9).particles.column("label").to_pylist() == ["b"]
+
+
+def test_bad_detect_settings_are_one_line_errors():
+    with pytest.raises(SasiError, match="mode"):
+        DetectConfig(mode="meanshift")
+    with pytest.raises(SasiError, match="threshold"):
+        DetectConfig(threshold=1.5)
 
 
 def _whole_pass(net, volume):
     d, h, w = ((-s) % 4 for s in volume.shape)
     padded = torch.nn.functional.pad(volume[None, None], (0, w, 0, h, 0, d), mode="reflect")
     with torch.no_grad():
-        conf, best = torch.softmax(net(padded)[0], 0).max(0)
+        probabilities = torch.softmax(net(padded)[0], 0)
     crop = tuple(slice(0, s) for s in volume.shape)
-    return best[crop].to(torch.uint8), conf[crop]
+    return probabilities.argmax(0)[crop].to(torch.uint8), (1 - probabilities[0])[crop]
 
 
 def test_tiles_with_the_receptive_context_equal_one_whole_volume_pass():
@@ -55,13 +159,13 @@ def test_tiles_with_the_receptive_context_equal_one_whole_volume_pass():
         torch.nn.init.kaiming_normal_(conv.weight)
         torch.nn.init.zeros_(conv.bias)
     volume = torch.randn(150, 101, 158)  # not multiples of 4: reflect-padded like the whole pass
-    best, conf = _whole_pass(net, volume)
-    labels, confidence = segment(net, volume, tile=112)  # margin = net.context = 36: 2×1×3 tiles
+    best, foreground = _whole_pass(net, volume)
+    maps = segment(net, volume, tile=112)  # margin = net.context = 36: 2×1×3 tiles
     assert (torch.bincount(best.flatten(), minlength=3) > 0.1 * best.numel()).sum() >= 2  # the argmax varies
-    assert torch.equal(labels, best)
-    assert torch.allclose(confidence.float(), conf, atol=1e-3)
-    _, seams = segment(net, volume, tile=112, margin=8)  # seams inside the receptive field differ
-    assert not torch.allclose(seams.float(), conf, atol=1e-3)
+    assert torch.equal(maps.labels, best)
+    assert torch.allclose(maps.foreground.float(), foreground, atol=1e-3)
+    seams = segment(net, volume, tile=112, margin=8)  # seams inside the receptive field differ
+    assert not torch.allclose(seams.foreground.float(), foreground, atol=1e-3)
 
 
 @pytest.mark.parametrize("size,tile,margin", [(512, 256, 36), (512, 320, 36), (92, 256, 36), (440, 80, 36), (200, 96, 8)])

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from sasi.config import from_dict
-from sasi.dataset import score_on_dataset
-from sasi.detect import detect
+from sasi.scoring import score_checkpoint
 from sasi.simulate import SimulationConfig, simulate_dataset
 from sasi.train.config import SasiConfig
 from sasi.train.loop import Trainer, load_checkpoint
@@ -28,7 +27,6 @@ def trained(globes, tmp_path_factory):
         "data": {"dataset": str(globes.root), "shots": 3, "patch": 16},
         "model": {"channels": [8, 12, 16]},
         "train": {"iterations": 60, "eval_every": 0, "batch_size": 4, "lr": 3e-3},
-        "detect": {"min_size": 20},
     })
     trainer = Trainer(config, progress=False)
     result = trainer.run()
@@ -38,14 +36,12 @@ def trained(globes, tmp_path_factory):
 
 
 def test_learns_to_find_large_particles(globes, trained):
-    result, _ = trained
-    name = globes.names("val")[0]
-    found = detect(result.model.backbone, globes.tomogram(name).data, globes.classes, globes.voxel_size, name,
-                   min_size=20)
-    scores = score_on_dataset(globes, found.particles, [name], rule="shrec")
-    print(f"val F1 {scores.micro.f1:.3f} ({found.particles.num_rows} picks, {scores.n_truth} particles)")
-    assert scores.micro.f1 > 0.5
-    assert result.final["val_f1"] == pytest.approx(scores.micro.f1)
+    result, folder = trained
+    scores, picks = score_checkpoint(folder, globes, "val", "cpu")  # the cut-off chosen in training's validation
+    print(f"val class F1 {scores.class_f1_pooled:.3f} ({scores.picks} picks, {scores.truth} particles)")
+    assert scores.class_f1_pooled > 0.5 and 0.7 <= scores.picks_per_truth <= 1.3
+    assert result.final["val_class_f1"] == pytest.approx(scores.class_f1_pooled)
+    assert scores.min_score == result.final["val_min_score"]
 
 
 def test_checkpoint_round_trip_and_resume(globes, trained, tmp_path):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
+import torch
 
-from sasi.dataset import load_dataset, score_on_dataset
-from sasi.detect import detect
+from sasi.dataset import load_dataset
 from sasi.io import write_particles
-from sasi.train.loop import load_checkpoint
+from sasi.scoring import score_checkpoint
+from sasi.train.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -20,38 +20,27 @@ class TestReport:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def evaluate_checkpoint(folder: str | Path, out: str | Path, split: str = "test") -> TestReport:
-    """Detect on every tomogram of ``split``; SHREC F1 (micro + per class), picks as Parquet/STAR, PNGs."""
-    from sasi.plots import slice_with_particles
+def evaluate_checkpoint(folder: str | Path, out: str | Path, split: str = "test",
+                        device: torch.device | str = "auto") -> TestReport:
+    """Detect on every tomogram of ``split`` (on the GPU when there is one) and score it: class-aware and
+    localisation F1, the false-pick breakdown, per-class F1; picks as Parquet/STAR and PNGs in ``out``."""
     from sasi.platform.figures import per_class_f1, training_curves
+    from sasi.plots import slice_with_particles
 
-    net, config, state = load_checkpoint(folder)
+    _, config, state = load_checkpoint(folder)
     dataset = load_dataset(config.data.dataset)
-    names = dataset.names(split)
+    scores, picks = score_checkpoint(folder, dataset, split, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    d = config.detect
-    tables, first = [], None
-    for name in names:
-        tomo = dataset.tomogram(name)
-        found = detect(net.backbone, tomo.data, state["classes"], dataset.voxel_size, name, tile=d.tile,
-                       margin=d.margin, connectivity=d.connectivity, min_size=d.min_size)
-        tables.append(found.particles)
-        first = first or (tomo, found.particles)
-    picks = pa.concat_tables(tables)
-    scores = score_on_dataset(dataset, picks, names, rule="shrec")
-    metrics = {f"{split}_f1": scores.micro.f1, f"{split}_precision": scores.micro.precision,
-               f"{split}_recall": scores.micro.recall, f"{split}_macro_f1": scores.macro_f1,
-               f"{split}_picks": float(picks.num_rows)}
-    metrics.update({f"{split}_f1.{c}": s.f1 for c, s in scores.per_class.items()})
-    tomo, tomo_picks = first
+    first = scores.tomograms[0]
+    tomo = dataset.tomogram(first)
+    first_picks = picks.filter(picks.column("tomogram").to_numpy(zero_copy_only=False) == first)
     files = [write_particles(picks, out / "predictions.parquet"),
-             write_particles(picks, out / "predictions.star", voxel_size=dataset.voxel_size,
-                             shape_zyx=tomo.shape),
-             slice_with_particles(tomo.data, dataset.particles(names[0]), dataset.voxel_size, out / "slice.png",
-                                  pred=tomo_picks, instances=dataset.instances(names[0]),
-                                  title=f"{names[0]}: truth outlined, x picks"),
+             write_particles(picks, out / "predictions.star", voxel_size=dataset.voxel_size, shape_zyx=tomo.shape),
+             slice_with_particles(tomo.data, dataset.particles(first), dataset.voxel_size, out / "slice.png",
+                                  pred=first_picks, instances=dataset.instances(first),
+                                  title=f"{first}: truth outlined, x picks"),
              training_curves(state["history"], out / "training_curves.png", title=config.name),
-             per_class_f1({c: s.f1 for c, s in scores.per_class.items()}, out / "per_class_f1.png",
-                          title=f"{config.name}: {split} F1 per class", overall=scores.micro.f1)]
-    return TestReport(metrics, files, state["history"])
+             per_class_f1(scores.class_f1_per_class, out / "per_class_f1.png",
+                          title=f"{config.name}: {split} class-aware F1 per class", overall=scores.class_f1_pooled)]
+    return TestReport(scores.metrics(), files, state["history"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sasi.detect.config import DetectConfig
+from sasi.errors import SasiError
 from sasi.method.consistency import ConsistencyConfig
 from sasi.method.contrastive import ContrastiveConfig
 from sasi.method.infill import InfillConfig
@@ -39,16 +41,19 @@ class PretrainConfig:
     phase_steps: int = 1  # PSS: SSL steps per phase
     batch_size: int = 16
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    # Views. Paper: two infill mixes of the same window, which share its noise voxel for voxel, so
+    # NT-Xent can match them by that fingerprint. One tomogram has no independent noise (no odd/even
+    # half-sets); what we can do is crop each view separately from the tomogram (own centre shift,
+    # own rotation: trilinear resampling at different sub-voxel positions, no voxel-aligned noise) and
+    # mask what stays shared with independent Gaussian noise. All off = the paper.
+    view_shift: float = 0.0  # each view's centre moves by up to ±view_shift·W per axis, independently
+    view_rotate: bool = False  # each view is uniformly randomly rotated, independently
+    view_noise: float = 0.0  # std of independent Gaussian noise added to each view (tomogram std = 1)
+    reset_optimiser: bool = False  # fresh Adam state after ISS (paper: not stated; the state carries over)
 
-
-@dataclass
-class DetectConfig:
-    """Segmentation → particles: tiles, argmax, connected components, centroids."""
-
-    tile: int = 256  # largest fully convolutional tile edge (tiles are balanced, multiples of 4)
-    margin: int | None = None  # voxels dropped at inner tile edges (None: the network's context, exact)
-    connectivity: int = 26
-    min_size: int = 0  # smallest component (voxels) kept as a particle
+    def __post_init__(self) -> None:
+        if self.view_shift < 0 or self.view_noise < 0:
+            raise SasiError(f"pretrain: view_shift and view_noise must be >= 0, got {self.view_shift}, {self.view_noise}")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +15,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sasi.config import from_dict, to_dict
-from sasi.dataset import Dataset, load_dataset, score_on_dataset
-from sasi.detect import detect, normalise
+from sasi.config import to_dict
+from sasi.dataset import Dataset, load_dataset
+from sasi.detect import normalise
 from sasi.errors import SasiError
 from sasi.fewshot import label_volume, sample_fewshot
 from sasi.method.consistency import consistency_target, sample_transform
-from sasi.method.contrastive import nt_xent
 from sasi.method.infill import volume_infill
 from sasi.method.losses import SegmentationLoss
+from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
+from sasi.train.checkpoint import CHECKPOINT, load_checkpoint, resolve_device  # noqa: F401 - re-exported
 from sasi.train.config import SasiConfig, ScheduleConfig
 from sasi.train.crops import crop, random_flips, random_rotations, window_centres
 from sasi.train.network import SasiNet
+from sasi.train.ssl import SelfSupervision
 from sasi.transfer import to_device
-
-CHECKPOINT = "checkpoint.pt"
-
 
 @dataclass
 class Hooks:
@@ -53,12 +52,6 @@ class FitResult:
     @property
     def final(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class TrainingData:
@@ -96,6 +89,14 @@ def _supervised_centres(data: TrainingData, batch: int, generator: torch.Generat
     return torch.stack([data.centres[c][int(k)] for c, k in zip(pools, picks.tolist())])
 
 
+def _foreground_shares(logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """Share of voxels predicted non-background and labelled foreground (hard or soft targets): a
+    collapse to one class shows as ``pred_foreground`` → 0 (or → 1) while ``label_foreground`` stays."""
+    with torch.no_grad():
+        label = target[:, 1:].sum(1) if target.is_floating_point() else (target > 0).float()
+        return {"pred_foreground": (logits.argmax(1) != 0).float().mean(), "label_foreground": label.mean()}
+
+
 def use_fast_layout(net: torch.nn.Module, train: ScheduleConfig, device: torch.device) -> None:
     """On CUDA: channels_last_3d weights and cuDNN autotuning, as ``train`` asks (measured: benchmarks/train_step.py)."""
     if device.type != "cuda":
@@ -105,7 +106,7 @@ def use_fast_layout(net: torch.nn.Module, train: ScheduleConfig, device: torch.d
     torch.backends.cudnn.benchmark = train.cudnn_benchmark
 
 
-class Trainer:
+class Trainer(SelfSupervision):
     """One SaSi run: builds everything from the config, then :meth:`run` trains it."""
 
     def __init__(self, config: SasiConfig, hooks: Hooks | None = None, progress: bool = True):
@@ -138,6 +139,9 @@ class Trainer:
         self.step = 0
         self.ssl_steps = 0
         self.history: list[dict[str, float]] = []
+        self.ssl_running: dict[str, Tensor] = {}  # SSL running means (see sasi.train.ssl)
+        self.iss_diagnostics: dict[str, float] = {}
+        self.calibration: dict[str, Any] = {}  # detection settings chosen on the validation tomogram
         if self.hooks.resume_from is not None:
             self._load(self.hooks.resume_from)
 
@@ -156,12 +160,6 @@ class Trainer:
         if self.config.infill.enabled:
             image, mask = volume_infill(image, mask, self.n_classes, self.config.infill, self.generator)
         return image, mask
-
-    def window_batch(self) -> Tensor:
-        b = self.config.pretrain.batch_size
-        idx = torch.randint(len(self.data.windows), (b,), generator=self.generator)
-        image, _ = crop(self.data.volume, to_device(self.data.windows[idx], self.device), self.config.data.patch)
-        return image
 
     # ---- steps ---------------------------------------------------------------------------
     def _consistency_terms(self, x: Tensor) -> tuple[Tensor, Any]:
@@ -185,36 +183,12 @@ class Trainer:
         b = mask.shape[0]
         parts = self.loss(logits[:b], mask)
         total = parts.total
-        metrics = {"loss": total, "dice": parts.dice, "focal": parts.focal}
+        metrics = {"loss": total, "dice": parts.dice, "focal": parts.focal, **_foreground_shares(logits[:b], mask)}
         if consistency:
             cons = self._consistency_loss(logits[:b], logits[b:], t)
             total = total + self.config.consistency.weight * cons
             metrics.update(loss=total, consistency=cons)
         self._backward(total)
-        return {k: v.detach() for k, v in metrics.items()}
-
-    def ssl_step(self) -> dict[str, float]:
-        """NT-Xent on two infill views of unlabelled windows (+ consistency on the first view)."""
-        windows = self.window_batch()
-        views_cfg = replace(self.config.infill, enabled=True)
-        v1, _ = volume_infill(windows, None, self.n_classes, views_cfg, self.generator)
-        v2, _ = volume_infill(windows, None, self.n_classes, views_cfg, self.generator)
-        b = windows.shape[0]
-        x = torch.cat([v1, v2])
-        consistency = self.config.consistency.enabled
-        if consistency:
-            x_t, t = self._consistency_terms(v1)
-            x = torch.cat([x, x_t[b:]])
-        with self._amp():
-            logits, z = self.model(x, project=True)
-        loss = nt_xent(z[:b].float(), z[b:2 * b].float(), self.config.pretrain.contrastive.temperature)
-        metrics = {"ssl_contrastive": loss}
-        if consistency:
-            cons = self._consistency_loss(logits[:b].float(), logits[2 * b:].float(), t)
-            loss = loss + self.config.consistency.weight * cons
-            metrics["ssl_consistency"] = cons
-        self._backward(loss)
-        self.ssl_steps += 1
         return {k: v.detach() for k, v in metrics.items()}
 
     def _backward(self, loss: Tensor) -> None:
@@ -223,31 +197,23 @@ class Trainer:
         self.optimiser.step()
 
     # ---- schedule ------------------------------------------------------------------------
-    def iss_steps(self) -> int:
-        p = self.config.pretrain
-        if p.schedule != "initial":
-            return 0
-        return p.epochs * math.ceil(len(self.data.windows) / (p.batch_size * self.hooks.world_size))
-
-    def pss_due(self) -> bool:
-        p = self.config.pretrain
-        return (p.schedule == "periodic" and self.step > 0 and self.step % p.period == 0
-                and self.step < p.until * self.config.train.iterations)
-
     def validate(self) -> dict[str, float]:
+        """Detect on the validation tomogram, choose the score cut-off there, report ``val_*`` at that cut-off."""
         names = self.dataset.splits.get("val", [])
         name = self.config.data.val_tomogram or (names[0] if names else "")
         if not name or self.hooks.rank != 0:
             return {}
-        tomo = self.dataset.tomogram(name)
-        d = self.config.detect
-        found = detect(self.net.backbone, tomo.data, self.data.classes, self.dataset.voxel_size, name,
-                       tile=d.tile, margin=d.margin, connectivity=d.connectivity, min_size=d.min_size,
-                       device=self.device, amp=self.config.train.amp)
-        shrec = score_on_dataset(self.dataset, found.particles, [name], rule="shrec")
-        dist = score_on_dataset(self.dataset, found.particles, [name], rule="distance")
-        return {"val_f1": shrec.micro.f1, "val_precision": shrec.micro.precision, "val_recall": shrec.micro.recall,
-                "val_macro_f1_distance": dist.macro_f1, "val_picks": float(found.particles.num_rows)}
+        geometry = geometry_of(self.dataset, self.config.data.label_radius_scale)
+        picks = detect_tomograms(self.net.backbone, self.dataset, [name], geometry, self.config.detect,
+                                 device=self.device, amp=self.config.train.amp)
+        min_score = self.config.detect.min_score
+        if min_score is None:
+            min_score = choose_min_score(self.dataset, picks, [name])
+        self.calibration = {"min_score": min_score, "tomogram": name}
+        scores = score_picks(self.dataset, picks, [name], "val", min_score)
+        keep = ("class_f1", "localisation_f1", "precision", "recall", "distance_f1", "class_f1_macro", "picks",
+                "picks_per_truth", "duplicate_fraction", "min_score")
+        return {k: v for k, v in scores.metrics().items() if k.removeprefix("val_") in keep}
 
     def run(self) -> FitResult:
         from tqdm import tqdm
@@ -257,11 +223,7 @@ class Trainer:
         bar = tqdm(total=iss + cfg.iterations, initial=min(self.ssl_steps, iss) + self.step,
                    disable=not self.progress, desc=self.config.name, dynamic_ncols=True)
         started = time.perf_counter()
-        while self.ssl_steps < iss:
-            metrics = self.ssl_step()
-            if self.ssl_steps % cfg.log_every == 0 or self.ssl_steps == iss:
-                bar.set_postfix(self._host(metrics, "contrastive pre-training"), refresh=False)
-            bar.update()
+        self.initial_self_supervision(bar)
         running: dict[str, Tensor] = {}
         while self.step < cfg.iterations:
             if self.pss_due():
@@ -277,9 +239,9 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in host.items()}, refresh=False)
             bar.update()
             if report:
-                self._report(host, started, checkpoint=last or self._checkpoint_due())
+                self._report({**host, **self.ssl_metrics()}, started, checkpoint=last or self._checkpoint_due())
             elif self._checkpoint_due():
-                self._report(host, started, checkpoint=True, evaluate=False)
+                self._report({**host, **self.ssl_metrics()}, started, checkpoint=True, evaluate=False)
         bar.close()
         return FitResult(self.net, self.history, self.data.classes)
 
@@ -315,7 +277,8 @@ class Trainer:
                  "ssl_steps": self.ssl_steps, "generator": self.generator.get_state(),
                  "torch_rng": torch.get_rng_state(), "history": self.history,
                  "config": to_dict(self.config), "classes": self.data.classes,
-                 "voxel_size": self.dataset.voxel_size}
+                 "voxel_size": self.dataset.voxel_size, "radii": dict(self.dataset.radii),
+                 "calibration": self.calibration}
         torch.save(state, folder / CHECKPOINT)
         return folder / CHECKPOINT
 
@@ -327,23 +290,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
-
-
-def load_checkpoint(folder: str | Path) -> tuple[SasiNet, SasiConfig, dict]:
-    """A checkpoint folder or ``checkpoint.pt`` → the network (on CPU, eval mode), its config and the raw checkpoint state."""
-    path = Path(folder)
-    path = path / CHECKPOINT if path.is_dir() else path
-    if not path.is_file():
-        raise SasiError("checkpoint not found", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise SasiError(f"not a sasi checkpoint ({str(exc).splitlines()[0]})", path) from None
-    config = from_dict(SasiConfig, state["config"], path)
-    net = SasiNet.build(config.model.name, len(state["classes"]) + 1, config.data.patch,
-                        config.pretrain.contrastive.projection_dim, config.model.channels)
-    net.load_state_dict(state["model"])
-    return net.eval(), config, state
+        self.calibration = state.get("calibration", {})
 
 
 def fit(config: SasiConfig, hooks: Hooks | None = None, progress: bool = True) -> FitResult:

@@ -1,0 +1,131 @@
+"""Tiled fully convolutional inference: a tomogram → per-voxel class maps (:class:`SegmentationMaps`)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sasi.errors import SasiError
+
+
+def normalise(volume: np.ndarray) -> np.ndarray:
+    """Per-tomogram z-score (DeepFinder / DeepETPicker standardisation)."""
+    volume = np.asarray(volume, dtype=np.float32)
+    return (volume - volume.mean()) / max(float(volume.std()), 1e-6)
+
+
+def receptive_context(model: torch.nn.Module) -> int:
+    """Input voxels on either side that one output voxel depends on (``model.context``; 36 if it has none)."""
+    return int(getattr(model, "context", 36))
+
+
+def tile_starts(size: int, tile: int, margin: int) -> tuple[int, list[int]]:
+    """(edge, starts) of balanced tiles covering ``size`` voxels (a multiple of 4), each at most ``tile``.
+
+    Edges and starts are multiples of 4 so pooling sees the same grid as one whole-volume pass, and neighbouring
+    tiles overlap by ``2·margin`` (the interiors they keep abut). As few tiles as fit, all of one edge.
+    """
+    if size <= tile:
+        return size, [0]
+    if tile - 2 * margin < 4:
+        raise SasiError(f"detect tile {tile} leaves no interior with margin {margin} (need tile >= 2·margin + 4)")
+    n = math.ceil((size - 2 * margin) / (tile - 2 * margin))
+    step = -(-math.ceil((size - 2 * margin) / n) // 4) * 4
+    edge = min(step + 2 * margin, size)
+    return edge, sorted({min(i * step, size - edge) for i in range(n)})
+
+
+@contextmanager
+def _cudnn_heuristics():
+    """cuDNN picks conv algorithms by heuristics here: its autotuner (FIND) fails on large 3D tiles (H100)."""
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
+@dataclass
+class SegmentationMaps:
+    """What one inference pass keeps per voxel (z, y, x, on the inference device); never the C-channel map.
+
+    ``labels``: argmax over background and classes (uint8, 0 = background). ``foreground``: 1 − P(background)
+    (float16). ``best_class``: the most probable particle class, 1-based (uint8). ``best_prob``: its
+    probability (float16); where ``labels`` is a class, the winning probability.
+    """
+
+    labels: torch.Tensor
+    foreground: torch.Tensor
+    best_class: torch.Tensor
+    best_prob: torch.Tensor
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...], device: torch.device) -> SegmentationMaps:
+        u8, f16 = dict(dtype=torch.uint8, device=device), dict(dtype=torch.float16, device=device)
+        return cls(torch.zeros(shape, **u8), torch.zeros(shape, **f16), torch.zeros(shape, **u8),
+                   torch.zeros(shape, **f16))
+
+    def crop(self, where: tuple[slice, ...]) -> SegmentationMaps:
+        return SegmentationMaps(*(m[where] for m in (self.labels, self.foreground, self.best_class, self.best_prob)))
+
+    def put(self, where: tuple[slice, ...], probabilities: torch.Tensor) -> None:
+        """Store the maps of a ``(C, ...)`` softmax block at ``where``."""
+        best_prob, best = probabilities[1:].max(dim=0)
+        self.labels[where] = torch.where(best_prob > probabilities[0], best + 1, 0).to(torch.uint8)
+        self.foreground[where] = (1 - probabilities[0]).half()
+        self.best_class[where] = (best + 1).to(torch.uint8)
+        self.best_prob[where] = best_prob.half()
+
+
+@torch.no_grad()
+def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 256, margin: int | None = None,
+            device: torch.device | str = "cpu", amp: bool = False) -> SegmentationMaps:
+    """Per-voxel :class:`SegmentationMaps` of a (normalised) volume, on ``device``.
+
+    The volume (reflect-padded to a multiple of 4) is cut into balanced cubes of edge at most ``tile`` that
+    overlap by ``2·margin``; each keeps its interior. With ``margin`` at least the network's receptive context
+    (the default, :func:`receptive_context`) the result is that of one whole-volume pass.
+    """
+    device = torch.device(device)
+    margin = receptive_context(model) if margin is None else margin
+    vol = torch.as_tensor(volume, dtype=torch.float32).to(device)
+    shape = vol.shape
+    pad = [(-s) % 4 for s in shape]  # every tile (and the pooling grid) must be a multiple of 4
+    if any(pad):
+        vol = torch.nn.functional.pad(vol[None, None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="reflect")[0, 0]
+    full = vol.shape
+    grid = [tile_starts(s, tile, margin) for s in full]
+    edges = [g[0] for g in grid]
+    maps = SegmentationMaps.empty(full, device)
+    was_training = model.training
+    model.eval()
+    for corner in itertools.product(*(g[1] for g in grid)):
+        block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"), \
+                _cudnn_heuristics():
+            logits = model(block)[0].float()
+        src, dst = [], []
+        for start, e, s in zip(corner, edges, full):
+            lo = 0 if start == 0 else margin
+            hi = e if start + e >= s else e - margin
+            src.append(slice(lo, hi))
+            dst.append(slice(start + lo, start + hi))
+        maps.put(tuple(dst), torch.softmax(logits[(slice(None), *src)], dim=0))
+    model.train(was_training)
+    return maps.crop(tuple(slice(0, s) for s in shape))
+
+
+def normalise_on(volume: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """:func:`normalise` computed on ``device`` (one host→device copy of the raw float32 volume)."""
+    array = np.asarray(volume, dtype=np.float32)
+    vol = torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
+    std = vol.std().clamp_min(1e-6)
+    return (vol - vol.mean()) / std
+
+
