@@ -81,19 +81,19 @@ def build_suite_store(storage: Path, name: str = "browse",
         history = []
         for step in (10, 20):
             metrics = {"iteration": step, "train_loss": 2.0 / step, "train_dice": 1.0 / step,
-                       "val_f1": 0.3 + 0.01 * step + 0.1 * i, "val_precision": 0.4, "val_recall": 0.5}
+                       "val_class_f1": 0.3 + 0.01 * step + 0.1 * i, "val_precision": 0.4, "val_recall": 0.5}
             tracking.log_metrics(uri, run, metrics, step=step)
             history.append(metrics)
         per_class = {c: round(0.2 + 0.15 * k + 0.05 * i, 3) for k, c in enumerate(CLASSES)}
-        test = {"test_f1": 0.45 + 0.1 * i, "test_precision": 0.4 + 0.1 * i, "test_recall": 0.6,
-                "test_macro_f1": float(np.mean(list(per_class.values()))), "test_picks": 120.0 + i,
-                **{f"test_f1.{c}": v for c, v in per_class.items()}}
+        test = {"test_class_f1": 0.45 + 0.1 * i, "test_precision": 0.4 + 0.1 * i, "test_recall": 0.6,
+                "test_class_f1_macro": float(np.mean(list(per_class.values()))), "test_picks": 120.0 + i,
+                **{f"test_class_f1.{c}": v for c, v in per_class.items()}}
         tracking.log_metrics(uri, run, test, step=20)
         with tempfile.TemporaryDirectory() as tmp:
             files = [training_curves(history, Path(tmp) / "training_curves.png", title=variant),
                      _slice_png(Path(tmp) / "slice.png", i),
                      per_class_f1(per_class, Path(tmp) / "per_class_f1.png", title=run_name,
-                                  overall=test["test_f1"])]
+                                  overall=test["test_class_f1"])]
             (Path(tmp) / "config.yaml").write_text(f"name: {variant}\n")
             tracking.log_artifacts(uri, run, [*files, Path(tmp) / "config.yaml"])
         _finish(uri, run, minutes[i] if minutes else None)
@@ -106,6 +106,6 @@ def build_suite_store(storage: Path, name: str = "browse",
     files.append(f1_vs_shots(table, storage / name / "f1_vs_shots.png"))
     tracking.log_artifacts(uri, parent, files)
     for row in table.itertuples(index=False):
-        tracking.log_metrics(uri, parent, {f"test_f1.{row.variant}.{row.shots}shots": row.test_f1_mean})
+        tracking.log_metrics(uri, parent, {f"test_class_f1.{row.variant}.{row.shots}shots": row.test_class_f1_mean})
     tracking.finish(uri, parent, "FINISHED")
     return store

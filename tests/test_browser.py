@@ -162,7 +162,7 @@ def test_mlflow_ui_shows_suite_runs_and_artifacts(chromium, driver_python, ui_en
         seen = _drive(driver_python, "mlflow", {
             "chromium": chromium, "url": f"http://127.0.0.1:{port}", "experiment_id": store.experiment_id,
             "parent": store.name, "parent_run_id": store.parent_id, "children": children,
-            "child_run_id": store.children[children[0]], "child_metric": "test_f1", "child_png": "slice.png",
+            "child_run_id": store.children[children[0]], "child_metric": "test_class_f1", "child_png": "slice.png",
             "parent_png": "f1_vs_shots.png", "screenshots": str(screenshots)})
     finally:
         _stop(proc)
@@ -197,7 +197,7 @@ def test_report_renders_in_browser(chromium, driver_python, store, screenshots, 
     shutil.copy2(html_file, alone)
     seen = _drive(driver_python, "report", {"chromium": chromium, "file": str(alone), "screenshots": str(screenshots)})
     assert seen["h1"] == "sasi suite report: browse"
-    assert seen["sections"][:4] == ["test_f1 (mean ± 95% CI over seeds)", "Compute per variant", "Trials", "Runs"]
+    assert seen["sections"][:4] == ["test_class_f1 (mean ± 95% CI over seeds)", "Compute per variant", "Trials", "Runs"]
     figures = {img["figure"]: img for img in seen["images"]}
     expected = {"f1_vs_shots", "per_class_f1", "compute"} | {
         f"browse_{v}_N=3_seed=0__{kind}" for v in ("sasi", "supervised-only")

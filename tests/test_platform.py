@@ -65,9 +65,9 @@ def test_workers_zero_trains_in_process_without_ray(data, tmp_path):
     outcome = run_training(config, 0, 0, tmp_path, "solo")
     assert not ray.is_initialized()
     assert outcome.checkpoint is not None and (Path(outcome.checkpoint) / "checkpoint.pt").is_file()
-    assert outcome.metrics["iteration"] == 4 and "val_f1" in outcome.metrics
+    assert outcome.metrics["iteration"] == 4 and "val_class_f1" in outcome.metrics
     report = evaluate_checkpoint(outcome.checkpoint, tmp_path / "eval")
-    assert 0 <= report.metrics["test_f1"] <= 1 and len(report.history) == 2
+    assert 0 <= report.metrics["test_class_f1"] <= 1 and len(report.history) == 2
     assert {p.name for p in report.files} == {"predictions.parquet", "predictions.star", "slice.png",
                                               "training_curves.png", "per_class_f1.png"}
 
@@ -230,7 +230,7 @@ def test_search_mlflow_layout_and_stopped_trial_is_pruned(ray_session, data, tmp
     for run in done:
         assert {"train.lr", "sampled.train.lr", "data.shots"} <= set(run.data.params)
         assert {"git_sha", "version.ray", "checkpoint", "seed"} <= set(run.data.tags)
-        assert {"test_f1", "val_f1", "train_loss"} <= set(run.data.metrics)
+        assert {"test_class_f1", "val_class_f1", "train_loss"} <= set(run.data.metrics)
         assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
             "config.yaml", "predictions.parquet", "predictions.star", "slice.png", "training_curves.png"}
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path.resolve()}/search-optuna.db")

@@ -57,7 +57,7 @@ def test_smoke_suite_as_ray_job(tmp_path):
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
     results = pd.read_parquet(storage / "smoke" / "results.parquet")
-    assert sorted(results["variant"]) == ["infill", "supervised-only"] and results["test_f1"].notna().all()
+    assert sorted(results["variant"]) == ["infill", "supervised-only"] and results["test_class_f1"].notna().all()
     assert "| variant | 3 shots |" in (storage / "smoke" / "summary.md").read_text()
     _, runs = mlflow_runs(f"sqlite:///{storage.resolve()}/mlflow.db")
     assert sorted(r.data.tags.get("sasi.role") for r in runs) == ["suite", "trial", "trial"]

@@ -9,7 +9,7 @@ from sasi.errors import SasiError
 from sasi.platform.search_space import load_search_space, parse_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = {"name": "t", "preset": "sasi", "objective": {"metric": "val_f1", "mode": "max"},
+GOOD = {"name": "t", "preset": "sasi", "objective": {"metric": "val_class_f1", "mode": "max"},
         "parameters": {"train.lr": {"type": "log", "low": 1e-5, "high": 1e-3},
                        "consistency.enabled": {"type": "choice", "values": [False, True]},
                        "consistency.weight": {"type": "log", "low": 0.1, "high": 10,
@@ -19,7 +19,7 @@ GOOD = {"name": "t", "preset": "sasi", "objective": {"metric": "val_f1", "mode":
 @pytest.mark.parametrize("name", ["sasi.yaml", "smoke.yaml"])
 def test_shipped_spaces_parse(name):
     space = load_search_space(ROOT / "search_spaces" / name)
-    assert space.parameters and space.metric == "val_f1"
+    assert space.parameters and space.metric == "val_class_f1"
 
 
 def test_define_by_run_respects_conditions():
@@ -52,8 +52,10 @@ def test_yaml_syntax_error(tmp_path):
 
 
 @pytest.mark.parametrize("body, expected", [
-    ("train.learning_rate: {type: log, low: 1.0e-5, high: 1.0e-3}", "parameters.train.learning_rate: unknown parameter"),
-    ("train: {type: float, low: 0, high: 1}", "parameters.train: unknown parameter"),
+    ("train.learning_rate: {type: log, low: 1.0e-5, high: 1.0e-3}",
+     "parameters.train.learning_rate: unknown key 'train.learning_rate'"),
+    ("train.lrr: {type: log, low: 1.0e-5, high: 1.0e-3}", "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+    ("train: {type: float, low: 0, high: 1}", "parameters.train: 'train' is a section"),
     ("train.lr: {type: float, low: 0.1, high: 0.01}", "need low < high"),
     ("train.lr: {type: log, low: 0, high: 0.01}", "log parameter needs low > 0"),
     ("train.lr: {type: gaussian, low: 0, high: 1}", "type must be one of"),
@@ -71,5 +73,5 @@ def test_bad_parameters(tmp_path, body, expected):
 def test_bad_top_level(tmp_path):
     assert "unknown key(s) ['paramters']" in _error(tmp_path, "name: x\nparamters: {}\n")
     assert "preset: unknown preset" in _error(tmp_path, "name: x\npreset: nope\nparameters: {train.lr: {type: log, low: 1, high: 2}}\n")
-    assert "objective" in _error(tmp_path, "name: x\nobjective: {metric: val_f1, mode: up}\n"
+    assert "objective" in _error(tmp_path, "name: x\nobjective: {metric: val_class_f1, mode: up}\n"
                                            "parameters: {train.lr: {type: log, low: 1, high: 2}}\n")

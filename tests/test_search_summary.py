@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TRIALS = [  # (lr, dice weight, val_f1, trained to the end)
+TRIALS = [  # (lr, dice weight, val_class_f1, trained to the end)
     (1e-4, 5.0, 0.30, True), (3e-4, 20.0, 0.45, True), (1e-3, 5.0, 0.60, True), (3e-3, 20.0, 0.62, True),
     (5e-3, 5.0, 0.70, False),  # stopped early: its score counts for nothing
 ]
@@ -35,8 +35,8 @@ def storage(tmp_path_factory) -> Path:
 def results(rows=TRIALS, error: bool = True) -> list[SimpleNamespace]:
     """Tune ``Result``s as the search's ``ResultGrid`` yields them (and one errored trial)."""
     out = [SimpleNamespace(config={"train.lr": lr, "loss.dice_weight": dice}, error=None,
-                           metrics={"trial_id": f"t{i}", "val_f1": f1, "iteration": 20.0 if done else 10.0,
-                                    **({"trial_completed": 1.0, "test_f1": f1 - 0.05} if done else {})})
+                           metrics={"trial_id": f"t{i}", "val_class_f1": f1, "iteration": 20.0 if done else 10.0,
+                                    **({"trial_completed": 1.0, "test_class_f1": f1 - 0.05} if done else {})})
            for i, (lr, dice, f1, done) in enumerate(rows)]
     return out + ([SimpleNamespace(config={"train.lr": 1e-5}, metrics={}, error=RuntimeError("x"))] if error else [])
 
@@ -62,7 +62,7 @@ def test_study_of_finished_trials(space):
 def test_importances_and_figures(space, tmp_path):
     from sasi.platform.tune import search_figures, study_of
 
-    importances, files = search_figures(study_of(results(), space), tmp_path, "val_f1")
+    importances, files = search_figures(study_of(results(), space), tmp_path, "val_class_f1")
     assert set(importances) == {"train.lr", "loss.dice_weight"} and sum(importances.values()) == pytest.approx(1)
     assert [f.name for f in files] == ["param_importances.png", "parallel_coordinates.png"]
     assert all(f.read_bytes().startswith(PNG) and f.stat().st_size > 5000 for f in files)
@@ -75,7 +75,7 @@ def test_importances_and_figures(space, tmp_path):
 def test_importances_skipped_with_a_warning(space, tmp_path, caplog, rows, why):
     from sasi.platform.tune import search_figures, study_of
 
-    assert search_figures(study_of(results(rows), space), tmp_path, "val_f1") == ({}, [])
+    assert search_figures(study_of(results(rows), space), tmp_path, "val_class_f1") == ({}, [])
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and why in warned[0]
     assert not list(tmp_path.iterdir())
@@ -85,7 +85,7 @@ def test_results_table_best_first(space):
     from sasi.platform.tune import results_table
 
     table = results_table(frame(results()), space)
-    assert list(table.columns) == ["trial", "val_f1", "test_f1", "iteration", "completed", "train.lr",
+    assert list(table.columns) == ["trial", "val_class_f1", "test_class_f1", "iteration", "completed", "train.lr",
                                    "loss.dice_weight"]
     assert list(table["trial"][:5]) == ["t3", "t2", "t1", "t0", "t4"] and pd.isna(table["trial"].iloc[-1])
     assert list(table["completed"]) == [True] * 4 + [False] * 2

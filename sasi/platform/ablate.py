@@ -7,36 +7,39 @@ Suite YAML (``ablations/*.yaml``)::
     data_seed: 0
     shots: [3, 5, 10]
     seeds: [0, 1, 2]        # few-shot draws and training seeds
-    base: {train: {iterations: 400}}        # SasiConfig overrides for every variant
+    base: {train.iterations: 400}           # SasiConfig overrides (dotted keys) for every variant
     variants:
       sasi: {preset: sasi}
-      no-infill: {preset: sasi, overrides: {infill: {enabled: false}}}
+      no-infill: {preset: sasi, overrides: {infill.enabled: false}}
     resources: {workers: 1, gpus_per_worker: 1}   # optional, per trial
     # optional too: each Train worker's Ray resources (override/extend CPU and GPU; custom resources make
     # the autoscaler add the node types that offer them) and a fixed number of trials at once
     # resources: {workers: 1, per_worker: {CPU: 4, GPU: 1, accel_a10g: 1}, max_concurrent: 4}
+
+Overrides written as nested mappings (``base: {train: {iterations: 400}}``) are still read, with a deprecation note.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sasi.config import deep_update, load_yaml, to_dict
+from sasi.config import from_dict, load_yaml, read_overrides, to_dict
 from sasi.errors import SasiError
 from sasi.presets import preset_config
+from sasi.train.config import SasiConfig
 
-QUICK = {"train": {"iterations": 20, "eval_every": 10, "batch_size": 2}, "data": {"patch": 16},
-         "model": {"channels": [8, 12, 16]}, "pretrain": {"epochs": 1, "batch_size": 4}, "detect": {"min_size": 10}}
+QUICK = {"train.iterations": 20, "train.eval_every": 10, "train.batch_size": 2, "data.patch": 16,
+         "model.channels": [8, 12, 16], "pretrain.epochs": 1, "pretrain.batch_size": 4, "detect.min_size": 10}
 
 
 @dataclass
 class Variant:
     preset: str
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted SasiConfig keys
 
 
 @dataclass
@@ -68,28 +71,42 @@ class Suite:
     shots: list[int]
     seeds: list[int]
     data_seed: int = 0
-    base: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)  # dotted SasiConfig keys, for every variant
     resources: Resources = field(default_factory=Resources)
 
     def configs(self, dataset: str, extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """Each variant's full config (nested dict): preset + base + variant overrides (+ ``extra``)."""
         out = {}
         for name, v in self.variants.items():
-            overrides = deep_update(deep_update(deep_update(self.base, v.overrides), extra or {}),
-                                    {"data": {"dataset": dataset}})
+            overrides = {**self.base, **v.overrides, **(extra or {}), "data.dataset": dataset}
             try:
                 out[name] = to_dict(preset_config(v.preset, overrides))
             except SasiError as exc:
                 raise SasiError(f"variant {name!r}: {exc}") from None
         return out
 
+    def with_overrides(self, overrides: dict[str, Any], source: str = "--set") -> Suite:
+        """This suite with ``overrides`` (dotted keys) set in every variant, after its own overrides; validated."""
+        if not overrides:
+            return self
+        checked = read_overrides(SasiConfig, {"": overrides}, source)[""]
+        variants = {name: replace(v, overrides={**v.overrides, **checked}) for name, v in self.variants.items()}
+        suite = replace(self, variants=variants)
+        suite.configs("data")
+        return suite
+
 
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate a suite file (one-line errors naming the file and key)."""
-    from sasi.config import from_dict
-
     data = load_yaml(path)
+    if data is None:
+        raise SasiError("the suite file is empty; it needs name, recipe, shots, seeds and variants", path)
     suite = from_dict(Suite, data, path)
+    variant_of = {f"variants.{name}.overrides": variant for name, variant in suite.variants.items()}
+    dotted = read_overrides(SasiConfig, {"base": suite.base, **{k: v.overrides for k, v in variant_of.items()}}, path)
+    suite.base = dotted["base"]
+    for where, variant in variant_of.items():
+        variant.overrides = dotted[where]
     if not suite.variants or not suite.shots or not suite.seeds:
         raise SasiError("variants, shots and seeds must be non-empty", path)
     if any(s < 1 for s in suite.shots):
@@ -116,7 +133,7 @@ def ensure_data(suite: Suite, storage: str) -> str:
     return str(folder.resolve())
 
 
-def results_frame(grid, metric: str = "test_f1"):
+def results_frame(grid, metric: str = "test_class_f1"):
     """One row per trial: variant, shots, seed, test metrics, status."""
     import pandas as pd
 
@@ -202,11 +219,11 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
             files.append(f1_vs_shots(table, Path(files[0]).parent / "f1_vs_shots.png"))
             tracking.log_artifacts(uri, parent, files)
         for row in table.itertuples(index=False):
-            tracking.log_metrics(uri, parent, {f"test_f1.{row.variant}.{row.shots}shots": row.test_f1_mean})
+            tracking.log_metrics(uri, parent, {f"test_class_f1.{row.variant}.{row.shots}shots": row.test_class_f1_mean})
         tracking.finish(uri, parent, "FINISHED" if not results["error"].any() else "FAILED")
     report = publish_quietly(parent, uri, storage, name)  # also GPU-hours per variant on the parent run
     if console is not None:
-        console.print(summary.rich_table(table, title=f"{name}: test F1 (mean ± 95% CI over seeds)"))
+        console.print(summary.rich_table(table, title=f"{name}: test class-aware F1 (localisation F1), mean ± 95% CI over seeds"))
         console.print(f"results: {path}/results.parquet · summary: {path}/summary.md · MLflow: {uri}"
                       + (f" · report: {report}" if report else ""))
     return results, table

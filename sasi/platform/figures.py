@@ -22,7 +22,7 @@ def training_curves(history: Sequence[Mapping[str, float]], path: str | Path, ti
     if not frame.empty and "iteration" in frame:
         for column in sorted(c for c in frame if c.startswith("train_")):
             left.plot(frame["iteration"], frame[column], marker="o", ms=3, label=column[len("train_"):])
-        for column in ("val_f1", "val_precision", "val_recall"):
+        for column in ("val_class_f1", "val_localisation_f1", "val_duplicate_fraction"):
             if column in frame:
                 right.plot(frame["iteration"], frame[column], marker="o", ms=3, label=column)
     left.set(xlabel="iteration", ylabel="loss", title="training")
@@ -37,7 +37,7 @@ def training_curves(history: Sequence[Mapping[str, float]], path: str | Path, ti
     return save_figure(fig, path)
 
 
-def f1_vs_shots(summary: pd.DataFrame, path: str | Path, metric: str = "test_f1") -> Path:
+def f1_vs_shots(summary: pd.DataFrame, path: str | Path, metric: str = "test_class_f1") -> Path:
     """Mean ± 95% CI of ``metric`` per variant against the number of shots (from :func:`summarise`)."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for variant, rows in summary.groupby("variant", sort=True):

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sasi.errors import SasiError
+from sasi.metrics import VALIDATION_METRICS as SCORED_AT_VALIDATION
 
 # Metrics a training run reports at every evaluation, usable as a search objective (ASHA needs one that is
-# reported during training). ``val_f1`` is the SHREC localisation F1; the class-aware names are the ones
-# the scoring rework introduces. Extend this tuple when the loop reports a new validation metric.
-VALIDATION_METRICS = ("val_f1", "val_class_f1", "val_localisation_f1", "val_precision", "val_recall",
-                      "val_macro_f1_distance", "val_picks")
+# reported during training): sasi.metrics.VALIDATION_METRICS, prefixed ``val_``.
+VALIDATION_METRICS = tuple(f"val_{name}" for name in SCORED_AT_VALIDATION)
 OBJECTIVE_METRICS = (*VALIDATION_METRICS, "elapsed_s")
 CONFIG_FILE = "sasi-config.json"  # in <storage>/<name>/: the resolved configuration's hash
 

@@ -4,8 +4,8 @@ Format (``search_spaces/*.yaml``)::
 
     name: sasi-search                  # suite name (Tune experiment, MLflow parent run)
     preset: sasi                       # starting configuration (see sasi.presets)
-    base: {train: {iterations: 2000}}  # overrides applied to every trial (nested SasiConfig keys)
-    objective: {metric: val_f1, mode: max}
+    base: {train.iterations: 2000}     # overrides applied to every trial (dotted SasiConfig keys)
+    objective: {metric: val_class_f1, mode: max}
     parameters:
       train.lr: {type: log, low: 1.0e-5, high: 1.0e-3}
       consistency.weight: {type: log, low: 0.1, high: 10, when: {consistency.enabled: true}}
@@ -14,17 +14,16 @@ Format (``search_spaces/*.yaml``)::
 
 ``type`` is ``float`` | ``log`` | ``int`` | ``choice`` (``values``). ``when`` names earlier parameters and
 the value (or list of values) they must take; otherwise the parameter is not sampled and the base value stays.
+A ``base`` written as nested mappings (``train: {iterations: 2000}``) is still read, with a deprecation note.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sasi.config import deep_update, dotted_to_nested, load_yaml, reject_unknown_keys
+from sasi.config import check_key, load_yaml, read_overrides, reject_unknown_keys
 from sasi.errors import SasiError
 from sasi.presets import PRESETS, preset_config
 from sasi.train.config import SasiConfig
@@ -81,7 +80,7 @@ class Constraint:
 class SearchSpace:
     name: str
     preset: str
-    base: dict[str, Any]
+    base: dict[str, Any]  # dotted SasiConfig keys
     metric: str
     mode: str
     parameters: list[Parameter]
@@ -98,20 +97,16 @@ class SearchSpace:
 
     def config(self, sampled: dict[str, Any] | None = None) -> SasiConfig:
         """preset + base + sampled values (dotted keys), validated."""
-        overrides = deep_update(self.base, dotted_to_nested(sampled or {}))
-        return preset_config(self.preset, overrides)
+        return preset_config(self.preset, {**self.base, **(sampled or {})})
 
-
-def _leaf_exists(path: str) -> bool:
-    cls: Any = SasiConfig
-    for part in path.split("."):
-        if not dataclasses.is_dataclass(cls):
-            return False
-        hints = typing.get_type_hints(cls)
-        if part not in hints:
-            return False
-        cls = hints[part]
-    return not dataclasses.is_dataclass(cls)
+    def with_overrides(self, overrides: dict[str, Any], source: str = "--set") -> SearchSpace:
+        """This space with ``overrides`` (dotted keys) added to its base, validated."""
+        if not overrides:
+            return self
+        base = {**self.base, **read_overrides(SasiConfig, {"": overrides}, source)[""]}
+        space = replace(self, base=base)
+        space.config()
+        return space
 
 
 def _number(value: Any, where: str) -> float:
@@ -122,8 +117,7 @@ def _number(value: Any, where: str) -> float:
 
 def _parameter(path: str, body: Any, source: str, earlier: list[str]) -> Parameter:
     where = f"{source}: parameters.{path}"
-    if not _leaf_exists(path):
-        raise SasiError("unknown parameter: not a SasiConfig setting (use a dotted path like train.lr)", where)
+    check_key(SasiConfig, path, where)
     if not isinstance(body, dict):
         raise SasiError(f"expected a mapping with 'type', got {body!r}", where)
     reject_unknown_keys(body, PARAM_KEYS, where)
@@ -180,10 +174,8 @@ def parse_search_space(data: Any, source: str = "search space") -> SearchSpace:
     preset = data.get("preset", "sasi")
     if preset not in PRESETS:
         raise SasiError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}", f"{source}: preset")
-    base = data.get("base") or {}
-    if not isinstance(base, dict):
-        raise SasiError("'base' must be a mapping of SasiConfig overrides", f"{source}: base")
-    objective = data.get("objective") or {"metric": "val_f1", "mode": "max"}
+    base = read_overrides(SasiConfig, {"base": data.get("base")}, source)["base"]
+    objective = data.get("objective") or {"metric": "val_class_f1", "mode": "max"}
     if not isinstance(objective, dict) or set(objective) - {"metric", "mode"} \
             or objective.get("mode", "max") not in ("max", "min") or not isinstance(objective.get("metric", ""), str):
         raise SasiError(f"expected {{metric: NAME, mode: max|min}}, got {objective!r}", f"{source}: objective")
@@ -198,7 +190,7 @@ def parse_search_space(data: Any, source: str = "search space") -> SearchSpace:
         if not isinstance(c, dict) or set(c) != {"metric", "max"} or not isinstance(c["metric"], str):
             raise SasiError(f"expected {{metric: NAME, max: NUMBER}}, got {c!r}", f"{source}: constraints[{i}]")
         constraints.append(Constraint(c["metric"], _number(c["max"], f"{source}: constraints[{i}].max")))
-    space = SearchSpace(name, preset, base, objective.get("metric", "val_f1"), objective.get("mode", "max"),
+    space = SearchSpace(name, preset, base, objective.get("metric", "val_class_f1"), objective.get("mode", "max"),
                         parsed, constraints, source)
     try:
         space.config()

@@ -120,7 +120,7 @@ def search_figures(study: optuna.Study, folder: Path, metric: str) -> tuple[dict
 
 def results_table(frame: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
     """One row per trial, those that trained to the end first, best first: trial ID, scores, sampled parameters."""
-    scores = dict.fromkeys((space.metric, "val_f1", "test_f1", "test_precision", "test_recall", "iteration"))
+    scores = dict.fromkeys((space.metric, "val_class_f1", "test_class_f1", "test_precision", "test_recall", "iteration"))
     columns = {"trial_id": "trial", **{c: c for c in scores}, COMPLETED: "completed",
                **{f"config/{p.path}": p.path for p in space.parameters}}
     table = frame[[c for c in columns if c in frame]].rename(columns=columns)

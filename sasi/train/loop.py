@@ -23,6 +23,7 @@ from sasi.fewshot import label_volume, sample_fewshot
 from sasi.method.consistency import consistency_target, sample_transform
 from sasi.method.infill import volume_infill
 from sasi.method.losses import SegmentationLoss
+from sasi.metrics import VALIDATION_METRICS
 from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
 from sasi.train.checkpoint import CHECKPOINT, load_checkpoint, resolve_device  # noqa: F401 - re-exported
 from sasi.train.config import SasiConfig, ScheduleConfig
@@ -211,9 +212,7 @@ class Trainer(SelfSupervision):
             min_score = choose_min_score(self.dataset, picks, [name])
         self.calibration = {"min_score": min_score, "tomogram": name}
         scores = score_picks(self.dataset, picks, [name], "val", min_score)
-        keep = ("class_f1", "localisation_f1", "precision", "recall", "distance_f1", "class_f1_macro", "picks",
-                "picks_per_truth", "duplicate_fraction", "min_score")
-        return {k: v for k, v in scores.metrics().items() if k.removeprefix("val_") in keep}
+        return {k: v for k, v in scores.metrics().items() if k.removeprefix("val_") in VALIDATION_METRICS}
 
     def run(self) -> FitResult:
         from tqdm import tqdm

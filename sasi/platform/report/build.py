@@ -18,10 +18,11 @@ from sasi.platform.tracking import TRIAL_TAG
 
 CAPTIONS = {"training_curves.png": "training curves", "slice.png": "slice: true particles outlined, x picks",
             "per_class_f1.png": "F1 per class"}
-TRIAL_METRICS = ("test_f1", "test_precision", "test_recall", "test_macro_f1", "val_f1", "test_picks")
+TRIAL_METRICS = ("test_class_f1", "test_localisation_f1", "test_precision", "test_recall", "test_duplicate_fraction",
+                 "test_picks_per_truth", "val_class_f1", "test_picks")
 
 
-def summary_table(table: pd.DataFrame, metric: str = "test_f1") -> Table:
+def summary_table(table: pd.DataFrame, metric: str = "test_class_f1") -> Table:
     """Variants × shot counts, each cell ``mean ± CI`` of ``metric`` (from :func:`summary.summarise`)."""
     shots = sorted(int(s) for s in table["shots"].unique())
     cells: dict[str, dict[int, str]] = {}
@@ -120,14 +121,14 @@ def _run_items(trials: list[Trial]) -> list[Item]:
     items: list[Item] = []
     used: set[str] = set()
     for t in trials:
-        scores = {k.split(".", 1)[1]: v for k, v in t.metrics.items() if k.startswith("test_f1.")}
+        scores = {k.split(".", 1)[1]: v for k, v in t.metrics.items() if k.startswith("test_class_f1.")}
         if "per_class_f1.png" not in t.images and scores:
             t.images["per_class_f1.png"] = png_of(per_class_f1, scores, title=t.name,
-                                                  overall=t.metrics.get("test_f1"))
+                                                  overall=t.metrics.get("test_class_f1"))
         if not t.images:
             continue
         items.append(f"### {t.name}")
-        shown = ", ".join(f"{k} {fmt(t.metrics[k])}" for k in ("test_f1", "test_precision", "test_recall")
+        shown = ", ".join(f"{k} {fmt(t.metrics[k])}" for k in ("test_class_f1", "test_precision", "test_recall")
                           if k in t.metrics)
         items.append(f"{t.status} · run {t.run_id}" + (f" · {shown}" if shown else ""))
         stem = slug(t.name) if slug(t.name) not in used else f"{slug(t.name)}-{t.run_id[:8]}"
@@ -138,7 +139,7 @@ def _run_items(trials: list[Trial]) -> list[Item]:
     return items
 
 
-def build(data: SuiteData, metric: str = "test_f1") -> Report:
+def build(data: SuiteData, metric: str = "test_class_f1") -> Report:
     """Tables and figures of a suite, in report order."""
     sections: list[tuple[str, list[Item]]] = []
     scores = _score_items(data, metric)

@@ -11,11 +11,11 @@ from sasi.platform.summary import ci95
 
 
 def _per_class_columns(results: pd.DataFrame, split: str = "test") -> list[str]:
-    return sorted(c for c in results.columns if c.startswith(f"{split}_f1.") and results[c].notna().any())
+    return sorted(c for c in results.columns if c.startswith(f"{split}_class_f1.") and results[c].notna().any())
 
 
 def per_class_table(results: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Mean and 95 % CI of F1 per class for each (variant, shots), long format."""
+    """Mean and 95 % CI of class-aware F1 per class for each (variant, shots), long format."""
     rows = []
     columns = _per_class_columns(results, split)
     for (variant, shots), group in results.groupby(["variant", "shots"], sort=True):
