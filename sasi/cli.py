@@ -104,6 +104,16 @@ def _storage(storage: Optional[str]) -> str:
     return storage or os.environ.get("SASI_STORAGE") or str(Path("runs/ray").resolve())
 
 
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Set a config key: dotted.key=value, the value read as YAML (repeatable), e.g. --set train.lr=1e-3.")]
+
+
+def _sets(pairs: Optional[list[str]]) -> dict:
+    from sasi.config import parse_assignments
+
+    return parse_assignments(pairs or [])
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="SasiConfig YAML.")],
@@ -112,6 +122,7 @@ def train(
     storage: Annotated[Optional[str], typer.Option(help="Checkpoint root (default $SASI_STORAGE or runs/ray).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (the same name resumes; default: config name).")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI; none: no MLflow).")] = None,
+    set_: SetOption = None,
 ) -> None:
     """Train one configuration, distributed with Ray Train (DDP) or in-process."""
     import os
@@ -119,13 +130,13 @@ def train(
     from sasi.platform import preflight
 
     preflight.check_storage(_storage(storage))
-    from sasi.config import load_config, to_dict
+    from sasi.config import apply_overrides, load_config, to_dict
     from sasi.platform import tracking
     from sasi.platform.runtime import init_ray
     from sasi.platform.train import run_training
     from sasi.train.config import SasiConfig
 
-    cfg = load_config(SasiConfig, config)
+    cfg = apply_overrides(load_config(SasiConfig, config), _sets(set_), "--set")
     root, run_name = _storage(storage), name or cfg.name
     uri, run_id = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), None
     preflight.train_run(cfg, config, root, uri and tracking.resolve_tracking_uri(uri, root), workers, gpus_per_worker)
@@ -155,6 +166,7 @@ def tune(
     seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted search (Tuner.restore).")] = False,
     restart: Annotated[bool, typer.Option(help="Start a new search where one is stored (the old one is kept aside).")] = False,
+    set_: SetOption = None,
 ) -> None:
     """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), tracked in MLflow."""
     from sasi.platform import preflight
@@ -166,7 +178,7 @@ def tune(
 
     if scheduler not in ("asha", "none"):
         raise SasiError(f"--scheduler must be asha or none, got {scheduler!r}")
-    parsed = load_search_space(space)
+    parsed = load_search_space(space).with_overrides(_sets(set_))
     preflight.check_tracking(preflight.resolved_tracking_uri(tracking_uri))
     preflight.search(parsed, trials, workers_per_trial, gpus_per_trial)
     preflight.search_resume(parsed, _storage(storage), {"trials": trials, "scheduler": scheduler, "seed": seed},
@@ -185,6 +197,7 @@ def ablate(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite in storage).")] = None,
     quick: Annotated[bool, typer.Option(help="Tiny budget (CPU check of the whole suite).")] = False,
     restart: Annotated[bool, typer.Option(help="Start the suite anew where results of a different configuration are stored (they are kept aside).")] = False,
+    set_: SetOption = None,
 ) -> None:
     """Run an ablation grid (variants × shots × seeds) as one Tune run; prints mean ± 95% CI."""
     from sasi.platform import preflight
@@ -193,7 +206,7 @@ def ablate(
     from sasi.platform.ablate import load_suite, run_suite
     from sasi.platform.runtime import init_ray
 
-    parsed = load_suite(suite)
+    parsed = load_suite(suite).with_overrides(_sets(set_))
     preflight.check_tracking(preflight.resolved_tracking_uri(tracking_uri))
     dataset = preflight.suite(parsed, _storage(storage), quick)
     preflight.suite_resume(parsed, _storage(storage), dataset, quick, restart=restart)
@@ -213,16 +226,19 @@ def predict(
     out: Annotated[Path, typer.Option(help="Picks: .parquet, .star or .csv.")] = Path("picks.parquet"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     mode: Annotated[Optional[str], typer.Option(help="Detection mode: foreground (one pick per particle) or cc3d-per-class (the paper's); default from the config.")] = None,
+    set_: SetOption = None,
 ) -> None:
     """Detect particles in tomograms with a trained model: segment → components → one pick per particle."""
     import pyarrow as pa
 
+    from sasi.config import apply_overrides
     from sasi.detect import DetectConfig, detect
     from sasi.io import read_mrc, write_particles
     from sasi.scoring import checkpoint_detection
     from sasi.train.loop import load_checkpoint, resolve_device, use_fast_layout
 
     net, config, state = load_checkpoint(checkpoint)
+    config = apply_overrides(config, _sets(set_), "--set")  # e.g. detect.tile, train.amp
     dev = resolve_device(device)
     use_fast_layout(net.to(dev), config.train, dev)
     geometry, min_score = checkpoint_detection(config, state)

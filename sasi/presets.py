@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sasi.config import deep_update, from_dict, to_dict
+from sasi.config import apply_overrides, deep_update, dotted
 from sasi.errors import SasiError
 from sasi.train.config import SasiConfig
 
@@ -27,10 +28,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_config(name: str, overrides: dict[str, Any] | None = None, base: SasiConfig | None = None) -> SasiConfig:
-    """``base`` (default config) + preset ``name`` + ``overrides`` (nested dict), validated."""
+def preset_config(name: str, overrides: Mapping[str, Any] | None = None,
+                  base: SasiConfig | None = None) -> SasiConfig:
+    """``base`` (default config) + preset ``name`` + ``overrides`` (dotted keys), named ``name`` unless the
+    overrides say otherwise, validated (:func:`sasi.config.apply_overrides`)."""
     if name not in PRESETS:
         raise SasiError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
-    merged = deep_update(deep_update(to_dict(base or SasiConfig()), PRESETS[name]), overrides or {})
-    merged["name"] = merged.get("name") if (overrides or {}).get("name") else name
-    return from_dict(SasiConfig, merged, f"preset {name}")
+    layers = {"name": name, **dotted(SasiConfig, PRESETS[name]), **dotted(SasiConfig, overrides or {})}
+    return apply_overrides(base or SasiConfig(), layers, f"preset {name}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ray import tune
 
-from sasi.config import deep_update, dotted_to_nested, from_dict, save_config, to_dict
+from sasi.config import apply_overrides, from_dict, save_config, to_dict
 from sasi.train.config import SasiConfig
 
 COMPLETED = "trial_completed"  # reported (1.0) only by a trial that trained to the end and was tested
@@ -42,15 +42,14 @@ class TrialSpec:
     def trial_config(self, params: dict[str, Any]) -> SasiConfig:
         """Variant (or base) + grid values (shots, seed) + sampled dotted parameters, validated."""
         variant = params.get("variant")
-        tree = self.variants[variant] if variant is not None else self.base
-        dotted = {k: v for k, v in params.items() if k not in GRID_KEYS}
+        source = f"trial of {self.suite}"
+        config = from_dict(SasiConfig, self.variants[variant] if variant is not None else self.base, source)
+        overrides = {k: v for k, v in params.items() if k not in GRID_KEYS}
         if "shots" in params:
-            dotted["data.shots"] = params["shots"]
+            overrides["data.shots"] = params["shots"]
         if "seed" in params:
-            dotted["data.fewshot_seed"] = dotted["train.seed"] = params["seed"]
-        tree = deep_update(tree, dotted_to_nested(dotted))
-        tree["name"] = variant or self.suite
-        return from_dict(SasiConfig, tree, f"trial of {self.suite}")
+            overrides["data.fewshot_seed"] = overrides["train.seed"] = params["seed"]
+        return apply_overrides(config, {**overrides, "name": variant or self.suite}, source)
 
 
 def _log_setup(spec: TrialSpec, run_id: str, config: SasiConfig, params: dict[str, Any], tmp: Path) -> None:
