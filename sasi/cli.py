@@ -42,13 +42,31 @@ def simulate(
                                        imaging=imaging, templates=templates).items() if v is not None}
     if imaging is not None and imaging not in ("wedge", "tiltseries"):
         raise SasiError(f"--imaging must be 'wedge' or 'tiltseries', got {imaging!r}")
+    _check_simulation(shape, voxel_size, snr, density, tomograms)
     config = replace(base.simulation, **overrides)
     splits = {"train": tomograms} if tomograms is not None and not recipe else dict(base.splits)
     if any(n < 0 for n in splits.values()) or sum(splits.values()) == 0:
         raise SasiError("--tomograms must be at least 1")
+    from sasi.platform.preflight import check_storage
+
+    check_storage(out, "the output folder")
     dataset = simulate_dataset(out, config, splits, seed=seed, recipe=recipe, preview=preview)
     n = sum(len(v) for v in dataset.splits.values())
     console.print(f"[green]wrote {n} tomogram(s)[/] to {out} · classes {dataset.classes}")
+
+
+def _check_simulation(shape, voxel_size, snr, density, tomograms) -> None:
+    """One-line errors for simulation settings that would crash or make nonsense."""
+    if shape is not None and min(shape) < 16:
+        raise SasiError(f"--shape: every edge must be at least 16 voxels, got {' '.join(map(str, shape))}")
+    if voxel_size is not None and not voxel_size > 0:
+        raise SasiError(f"--voxel-size must be > 0 Å, got {voxel_size:g}")
+    if snr is not None and not snr > 0:
+        raise SasiError(f"--snr must be > 0, got {snr:g}")
+    if density is not None and not 0 < density < 1:
+        raise SasiError(f"--density is a fraction of the volume: 0 < density < 1, got {density:g}")
+    if tomograms is not None and tomograms < 1:
+        raise SasiError(f"--tomograms must be at least 1, got {tomograms}")
 
 
 @app.command()
@@ -77,6 +95,10 @@ def evaluate(
 
     if dataset is None:
         raise SasiError("--dataset is required (it gives class radii, voxel size and instance maps)")
+    if json_out is not None:
+        from sasi.platform.preflight import check_storage
+
+        check_storage(json_out.parent, "--json folder")
     ds = load_dataset(dataset)
     picks = read_particles(pred, voxel_size=ds.voxel_size)
     if truth is None:
@@ -219,6 +241,30 @@ def ablate(
                         f"{first['shots']} shots, seed {first['seed']}: {first['error']})")
 
 
+def _predict_checks(tomograms: list[Path], out: Path, device: str, names: Optional[list[str]]) -> list[str]:
+    """``sasi predict``'s arguments, checked before the model loads; returns each tomogram's name."""
+    from sasi.io.mrc import tomogram_name
+    from sasi.io.particles import FORMATS
+    from sasi.platform.preflight import check_storage
+
+    if out.suffix.lower() not in FORMATS:
+        raise SasiError(f"--out: unknown particle table format {out.suffix!r}; use one of {', '.join(FORMATS)}", out)
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise SasiError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SasiError(f"--device {device}: no CUDA device is available here; use --device cpu (or auto)")
+    if names and len(names) != len(tomograms):
+        raise SasiError(f"--name given {len(names)} time(s) for {len(tomograms)} tomogram(s): give one per tomogram")
+    names = list(names) if names else [tomogram_name(t) for t in tomograms]
+    if len(set(names)) != len(names):
+        raise SasiError(f"two tomograms would get the same name in the picks ({names}); give --name for each")
+    check_storage(out.parent, "--out folder")
+    return names
+
+
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder or checkpoint.pt from `sasi train`.")],
@@ -227,13 +273,16 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     mode: Annotated[Optional[str], typer.Option(help="Detection mode: foreground (one pick per particle) or cc3d-per-class (the paper's); default from the config.")] = None,
     set_: SetOption = None,
+    name: Annotated[Optional[list[str]], typer.Option(help="Tomogram name in the picks, once per tomogram (default: the folder of <dataset>/<tomo>/tomogram.mrc, else the file name).")] = None,
 ) -> None:
     """Detect particles in tomograms with a trained model: segment → components → one pick per particle."""
+    names = _predict_checks(tomograms, out, device, name)
     import pyarrow as pa
 
     from sasi.config import apply_overrides
     from sasi.detect import DetectConfig, detect
     from sasi.io import read_mrc, write_particles
+    from sasi.io.mrc import check_tomogram
     from sasi.scoring import checkpoint_detection
     from sasi.train.loop import load_checkpoint, resolve_device, use_fast_layout
 
@@ -244,10 +293,11 @@ def predict(
     geometry, min_score = checkpoint_detection(config, state)
     settings = DetectConfig(**{**vars(config.detect), "mode": mode}) if mode else config.detect
     tables, shape = [], None
-    for path in tomograms:
+    for path, tomo_name in zip(tomograms, names):
         tomo = read_mrc(path, expect_voxel_size=state["voxel_size"])
+        check_tomogram(tomo, config.data.patch, path)
         shape = tomo.shape
-        found = detect(net.backbone.to(dev), tomo.data, geometry, tomo.name, config=settings, min_score=min_score,
+        found = detect(net.backbone.to(dev), tomo.data, geometry, tomo_name, config=settings, min_score=min_score,
                        device=dev, amp=config.train.amp)
         tables.append(found.particles)
         console.print(f"{path}: {found.particles.num_rows} particles")

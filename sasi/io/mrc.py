@@ -20,6 +20,7 @@ class Tomogram:
     data: np.ndarray
     voxel_size: float
     name: str = "tomogram"
+    dtype: str = "float32"  # the voxel type on disk (``data`` is float32 unless memory-mapped)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -50,6 +51,7 @@ def read_mrc(path: str | Path, *, mmap: bool = False, expect_voxel_size: float |
                     data = np.asarray(data)  # materialise before the map closes
     except (ValueError, OSError, RuntimeWarning) as exc:
         raise SasiError(f"not a readable MRC file ({_first_line(exc)})", path) from None
+    on_disk = str(data.dtype) if data is not None else ""
     if data is None or data.ndim != 3:
         ndim = None if data is None else data.ndim
         raise SasiError(f"expected a 3D volume, got {ndim} dimensions", path)
@@ -67,7 +69,31 @@ def read_mrc(path: str | Path, *, mmap: bool = False, expect_voxel_size: float |
         voxel_size = 1.0 if expect_voxel_size is None else expect_voxel_size
     if expect_voxel_size is not None and abs(voxel_size - expect_voxel_size) > tolerance * expect_voxel_size:
         raise SasiError(f"voxel size {voxel_size:g} Å does not match the expected {expect_voxel_size:g} Å", path)
-    return Tomogram(data=data, voxel_size=voxel_size, name=path.name.removesuffix(".mrc"))
+    return Tomogram(data=data, voxel_size=voxel_size, name=tomogram_name(path), dtype=on_disk)
+
+
+def tomogram_name(path: str | Path) -> str:
+    """A tomogram's name: its folder for the dataset layout (``<dataset>/<tomo>/tomogram.mrc``), else the file
+    name without ``.mrc``."""
+    path = Path(path)
+    stem = path.name.removesuffix(".mrc")
+    if stem == "tomogram" and path.resolve().parent.name:
+        return path.resolve().parent.name
+    return stem
+
+
+def check_tomogram(tomo: Tomogram, min_edge: int, source: object) -> None:
+    """Reject volumes a detector would turn into nonsense: 8-bit data (MRC mode 0 is ambiguous: signed or
+    unsigned bytes), constant volumes, and volumes with an edge shorter than ``min_edge`` voxels."""
+    if tomo.dtype in ("int8", "uint8"):
+        raise SasiError("8-bit volume (MRC mode 0: signed or unsigned bytes is ambiguous); convert it to float32 "
+                        "first (e.g. IMOD: newstack -mode 2 in.mrc out.mrc)", source)
+    if any(edge < min_edge for edge in tomo.shape):
+        raise SasiError(f"volume {'×'.join(map(str, tomo.shape))} is smaller than the model's training patch "
+                        f"({min_edge} voxels per edge)", source)
+    data = np.asarray(tomo.data)
+    if data.size and float(data.max()) == float(data.min()):
+        raise SasiError(f"volume is constant (every voxel {float(data.min()):g}): nothing to detect", source)
 
 
 def write_mrc(path: str | Path, data: np.ndarray, voxel_size: float) -> Path:

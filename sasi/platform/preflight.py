@@ -121,12 +121,24 @@ def _tomogram_files(root: Path, name: str, what: str) -> None:
             raise SasiError(f"{what} tomogram {name!r} has no {file}", root / name)
 
 
+def _mrc_shape(path: Path) -> tuple[int, int, int]:
+    """(z, y, x) from an MRC header, without reading the voxels."""
+    import mrcfile
+
+    try:
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            h = mrc.header
+            return int(h.nz), int(h.ny), int(h.nx)
+    except (OSError, ValueError) as exc:
+        raise SasiError(f"not a readable MRC file ({_first_line(exc)})", path) from None
+
+
 def check_dataset(data: Any, source: object, *, shots: Iterable[int] = (), splits: Iterable[str] = ()) -> None:
     """``data`` (a :class:`~sasi.train.config.DataConfig`): the dataset, its train (and val) tomogram and
     ``splits`` exist, and the train tomogram has at least ``max(shots)`` particles of every class."""
     from sasi.dataset import MANIFEST, load_dataset
     from sasi.fewshot import class_counts
-    from sasi.io import read_particles
+    from sasi.io import read_particles, validate_particles
 
     if "://" in str(data.dataset):
         return
@@ -150,7 +162,10 @@ def check_dataset(data: Any, source: object, *, shots: Iterable[int] = (), split
     wanted = max([int(data.shots), *[int(s) for s in shots]])
     if wanted < 1:
         raise SasiError(f"shots must be at least 1, got {wanted}", source)
-    counts = class_counts(read_particles(root / train / "particles.parquet"))
+    truth = read_particles(root / train / "particles.parquet")
+    validate_particles(truth, shape_zyx=_mrc_shape(root / train / "tomogram.mrc"), voxel_size=ds.voxel_size,
+                       classes=ds.classes, source=root / train / "particles.parquet")
+    counts = class_counts(truth)
     short = {c: counts.get(c, 0) for c in ds.classes if counts.get(c, 0) < wanted}
     if short:
         listed = ", ".join(f"{c} {n}" for c, n in short.items())
