@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import importlib.util
 import re
 import shlex
@@ -39,12 +40,13 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 def _load_render():
     spec = importlib.util.spec_from_file_location("sasi_cluster_render", CLUSTER / "render.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    spec.loader.exec_module(module)  # puts cluster/ on sys.path for its targets/ package
     return module
 
 
 render = _load_render()
-SETTINGS = render.load_settings()
+common = importlib.import_module("targets.common")
+SETTINGS = common.load_settings()
 
 
 def _yaml(rel: str):
@@ -164,13 +166,13 @@ def test_launcher_invariants(cloud):
     # no training on the head: it only hosts the suite driver and the Tune trial drivers
     assert head["resources"]["CPU"] == 0
     assert head["resources"].get("GPU", 0) == 0
-    assert head["resources"][render.DRIVER_RESOURCE] >= 1
+    assert head["resources"][common.DRIVER_RESOURCE] >= 1
     assert head["max_workers"] == 0
 
     # image: the pinned Ray version, the image built from cluster/Dockerfile, no ray-ml
     image = cfg["docker"]["image"]
     assert _image_ray_version(image) == ray.__version__
-    assert image == render.cluster_image(SETTINGS) and "ray-ml" not in image
+    assert image == common.cluster_image(SETTINGS) and "ray-ml" not in image
     assert "head_image" not in cfg["docker"] and "worker_image" not in cfg["docker"]
 
     # autoscaling from zero, with caps and an idle timeout
@@ -432,15 +434,15 @@ def test_kuberay_invariants(kind):
 
     head = spec["headGroupSpec"]
     assert head["rayStartParams"]["num-cpus"] == "0"  # no training on the head
-    assert render.DRIVER_RESOURCE in head["rayStartParams"]["resources"]
+    assert common.DRIVER_RESOURCE in head["rayStartParams"]["resources"]
     assert "nvidia.com/gpu" not in head["template"]["spec"]["containers"][0]["resources"]["limits"]
 
     for name, container in _containers(spec):
         assert _image_ray_version(container["image"]) == ray.__version__, name
-        assert container["image"] == render.cluster_image(SETTINGS), name
+        assert container["image"] == common.cluster_image(SETTINGS), name
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert SHARED_URI.match(env["SASI_STORAGE"]), name
-        assert env["MLFLOW_TRACKING_URI"] == render.k8s_tracking_uri(SETTINGS), name
+        assert env["MLFLOW_TRACKING_URI"] == common.k8s_tracking_uri(SETTINGS), name
 
     groups = spec["workerGroupSpecs"]
     assert groups
@@ -465,10 +467,10 @@ def test_rayjob_runs_one_suite_and_tears_down():
     argv = shlex.split(job["entrypoint"])
     storage = argv[argv.index("--storage") + 1]
     assert SHARED_URI.match(storage), storage
-    assert argv[argv.index("--tracking-uri") + 1] == render.k8s_tracking_uri(SETTINGS)
+    assert argv[argv.index("--tracking-uri") + 1] == common.k8s_tracking_uri(SETTINGS)
 
     renv = yaml.safe_load(job["runtimeEnvYAML"])
-    assert renv == render.runtime_env(SETTINGS, working_dir=render.IMAGE_WORKDIR)
+    assert renv == common.runtime_env(SETTINGS, working_dir=common.IMAGE_WORKDIR)
 
 
 def test_suite_entrypoint_exists():
@@ -477,13 +479,13 @@ def test_suite_entrypoint_exists():
     assert argv[0] in PYPROJECT["project"]["scripts"], f"console script {argv[0]!r} not in [project.scripts]"
     assert argv[1] == "ablate"
     suite = REPO / argv[2]
-    assert argv[2] == render.suite_path(SETTINGS)
+    assert argv[2] == common.suite_path(SETTINGS)
     assert suite.is_file(), f"{argv[2]} (suite run by cluster/kuberay/rayjob.yaml) does not exist"
 
 
 def test_mlflow_service_matches_tracking_uri():
     docs = {d["kind"]: d for d in yaml.safe_load_all((CLUSTER / "kuberay/mlflow.yaml").read_text())}
-    uri = render.k8s_tracking_uri(SETTINGS)
+    uri = common.k8s_tracking_uri(SETTINGS)
     host, port = uri.removeprefix("http://").split(":")
     service, deploy = docs["Service"], docs["Deployment"]
     assert service["metadata"]["name"] == host
@@ -491,7 +493,7 @@ def test_mlflow_service_matches_tracking_uri():
     assert service["spec"]["ports"][0]["port"] == int(port)
     assert service["spec"]["selector"] == deploy["spec"]["template"]["metadata"]["labels"]
     container = deploy["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == render.cluster_image(SETTINGS)  # full mlflow comes from the [ui] extra
+    assert container["image"] == common.cluster_image(SETTINGS)  # full mlflow comes from the [ui] extra
     argv = container["command"]
     assert argv[:2] == ["mlflow", "server"]
     assert SHARED_URI.match(argv[argv.index("--artifacts-destination") + 1])
