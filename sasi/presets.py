@@ -14,6 +14,19 @@ _ISS = {"pretrain": {"schedule": "initial"}}
 _PSS = {"pretrain": {"schedule": "periodic"}}
 _CONS = {"consistency": {"enabled": True}}
 
+# Issue 17: every candidate cause of SaSi* erasing class identity, fixed at once (paper-faithful
+# presets above stay as they were; each fix is isolated in ablations/sasi-star-fixes.yaml).
+_FAITHFUL = {
+    # infill labels only what the image shows at >= 0.5 (ignore 0.1-0.5), overlaps ignored; half the
+    # crops mixed, each mixed crop back at its source's mean/std; proper rotations, no zero padding
+    "infill": {"enabled": True, "mask_rule": "dominant", "probability": 0.5, "restandardise": True,
+               "ops": ["shift", "rotate90", "rotate"], "padding": "wrap"},
+    # ISS views cropped independently (shift, rotation, independent noise); fresh Adam after ISS
+    "pretrain": {"schedule": "initial", "view_shift": 0.25, "view_rotate": True, "view_noise": 0.5,
+                 "reset_optimiser": True},
+}
+_CONS_FAITHFUL = {"consistency": {"enabled": True, "target": "soft", "during_pretrain": False}}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "df-cc3d": {},  # supervised-only DeepFinder U-Net + cc3d, the paper's main baseline
     "df-infill": _INFILL,
@@ -25,6 +38,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "df-consistency-pss": deep_update(_CONS, _PSS),
     "sasi": deep_update(deep_update(_ISS, _INFILL), _CONS),  # ISS + infill + consistency
     "sasi-star": deep_update(_ISS, _INFILL),  # ISS + infill: the paper's best row (Table 1 SaSi*)
+    "sasi-star-faithful": _FAITHFUL,  # SaSi* with the issue-17 fixes
+    "sasi-faithful": deep_update(_FAITHFUL, _CONS_FAITHFUL),  # + soft consistency, supervised phase only
 }
 
 

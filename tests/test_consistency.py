@@ -1,10 +1,12 @@
 import pytest
 import torch
 
+from sasi.errors import SasiError
 from sasi.method import IGNORE
 from sasi.method.consistency import (
     ConsistencyConfig,
     consistency_loss,
+    consistency_target,
     sample_transform,
 )
 from sasi.method.losses import SegmentationLoss
@@ -124,5 +126,39 @@ def test_confidence_threshold_ignores_uncertain_voxels():
 
 def test_config_activity_window():
     config = ConsistencyConfig(enabled=True, active_fraction=0.5)
-    assert config.active(3999, 8000) and not config.active(4000, 8000)
-    assert not ConsistencyConfig().active(0, 10)
+    assert config.active(2249, 4500) and not config.active(2250, 4500)  # supervised iterations
+    assert config.active_in_ssl(0, 4500) and not config.active_in_ssl(2250, 4500)
+    assert not ConsistencyConfig(enabled=True, during_pretrain=False).active_in_ssl(0, 4500)
+    assert not ConsistencyConfig().active(0, 10) and not ConsistencyConfig().active_in_ssl(0, 10)
+    with pytest.raises(SasiError):
+        ConsistencyConfig(active_fraction=1.5)
+
+
+@pytest.mark.parametrize("target", ["hard", "soft"])
+def test_batched_target_matches_consistency_loss(target):
+    # the loop runs f(x) and f(T(x)) in one pass and builds the target with consistency_target
+    torch.manual_seed(0)
+    model = torch.nn.Conv3d(1, 3, 3, padding=1)
+    x = torch.randn(2, 1, *SHAPE)
+    t = sample_transform(gen(3), SHAPE, max_shift=2)
+    loss = SegmentationLoss()
+    logits = model(torch.cat([x, t.apply(x)]))
+    tgt, weight = consistency_target(logits[:2], t, target)
+    torch.testing.assert_close(loss(logits[2:], tgt, weight).total, consistency_loss(model, x, t, loss, target).total)
+
+
+def test_consistency_target_values():
+    g = gen(4)
+    logits = torch.randn(2, 3, *SHAPE, generator=g, requires_grad=True)
+    t = sample_transform(gen(5), SHAPE, max_shift=2)
+    soft, weight = consistency_target(logits, t, "soft")
+    hard, _ = consistency_target(logits, t, "hard")
+    sure, _ = consistency_target(logits, t, "hard", confidence=0.6)
+    valid = t.valid_mask
+    assert not soft.requires_grad and torch.equal(weight[0].bool(), valid)
+    torch.testing.assert_close(soft.sum(1)[:, valid], torch.ones(2, int(valid.sum())))
+    assert (soft.sum(1)[:, ~valid] == 0).all()
+    torch.testing.assert_close(soft, t.apply(torch.softmax(logits.detach(), 1)))
+    assert torch.equal(hard[:, valid], soft.argmax(1)[:, valid])
+    low = soft.amax(1) < 0.6
+    assert (sure[low & valid] == IGNORE).all() and torch.equal(sure[~low & valid], hard[~low & valid])

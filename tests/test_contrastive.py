@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sasi.method.contrastive import contrastive_loss, nt_xent
+from sasi.method.contrastive import contrastive_loss, nt_xent, retrieval_accuracy
 from sasi.model import DeepFinderUNet, ProjectionHead
 
 
@@ -52,3 +52,14 @@ def test_nt_xent_stays_float32_under_autocast():
         low = nt_xent(z1, z2)
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, nt_xent(z1, z2))
+
+
+def test_retrieval_accuracy_counts_partners_found():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(8, 16, generator=g)
+    assert retrieval_accuracy(z, z + 0.01 * torch.randn(8, 16, generator=g)).item() == 1.0
+    assert retrieval_accuracy(z, -z).item() == 0.0  # each partner is the farthest embedding
+    z2 = z.clone()
+    z2[:2] = torch.randn(2, 16, generator=g) * 100  # two pairs broken: at most 2 × 2 anchors miss
+    acc = retrieval_accuracy(z, z2).item()
+    assert 0.7 <= acc < 1.0

@@ -93,3 +93,35 @@ def test_loss_is_differentiable_and_config_builds():
     torch.testing.assert_close(parts.total, 2 * parts.dice + 3 * parts.focal)
     parts.total.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_soft_rows_below_one_weight_the_voxel():
+    # a mixed target whose rows sum to s < 1 (unknown content mixed in) = the renormalised target at weight s
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 3, 4, 4, 4, generator=g)
+    probs = torch.softmax(torch.randn(2, 3, 4, 4, 4, generator=g), 1)
+    known = torch.rand(2, 4, 4, 4, generator=g)
+    known[0, 0] = 0.0
+    loss = SegmentationLoss()
+    got = loss(logits, probs * known.unsqueeze(1))
+    want = loss(logits, probs, known)
+    torch.testing.assert_close(got.total, want.total)
+    zero_row = torch.zeros(1, 3, 4, 4, 4)
+    zero_row[..., 2:] = probs[:1, ..., 2:]
+    torch.testing.assert_close(loss(logits[:1], zero_row).total, loss(logits[:1, ..., 2:], probs[:1, ..., 2:]).total)
+
+
+def test_soft_target_is_minimised_by_matching_it():
+    # Dice + focal on a mixed (non one-hot) target: gradient descent on the logits moves the prediction toward it
+    target = torch.tensor([0.6, 0.3, 0.1]).view(1, 3, 1, 1, 1).expand(1, 3, 4, 4, 4).contiguous()
+    logits = torch.zeros(1, 3, 4, 4, 4, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    loss = SegmentationLoss()
+    first = loss(logits, target).total.item()
+    for _ in range(100):
+        opt.zero_grad()
+        loss(logits, target).total.backward()
+        opt.step()
+    probs = torch.softmax(logits, 1)
+    assert loss(logits, target).total.item() < first
+    assert probs[0, :, 0, 0, 0].argmax() == 0 and probs[0, 2].max() < probs[0, 1].min()

@@ -82,3 +82,63 @@ def test_predict_bad_inputs_one_line(globes, trained, tmp_path):
     run = _cli("predict", str(folder), str(tmp_path / "v7.mrc"), "--out", str(tmp_path / "p.parquet"))
     assert run.returncode == 1 and "voxel size 7 Å does not match the expected 10 Å" in run.stderr
     assert not (tmp_path / "p.parquet").exists()
+
+
+# ---- issue 17: the loop with ISS + infill + consistency on, on a small two-class tomogram -----------------------
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two classes (2 ring7, 1 tetra) in a 24×40×40 train tomogram; no val split (no validation)."""
+    out = tmp_path_factory.mktemp("pair") / "data"
+    config = SimulationConfig(shape=(24, 40, 40), snr=1.0, density=0.2, classes=("ring7", "tetra"))
+    return simulate_dataset(out, config, {"train": 1}, seed=1, progress=False)
+
+
+def _ssl_trainer(pair, preset, **overrides):
+    from sasi.config import deep_update
+    from sasi.presets import preset_config
+
+    small = {"data": {"dataset": str(pair.root), "shots": 1, "patch": 16}, "model": {"channels": [4, 6, 8]},
+             "train": {"iterations": 4, "eval_every": 0, "batch_size": 2, "log_every": 1},
+             "pretrain": {"epochs": 1, "batch_size": 4}, "consistency": {"active_fraction": 1.0}}
+    trainer = Trainer(preset_config(preset, deep_update(small, overrides)), progress=False)
+    trainer.data.windows = trainer.data.windows[::4]  # 8 windows: ISS = 2 steps (CPU time)
+    return trainer
+
+
+@pytest.mark.parametrize("preset", ["sasi", "sasi-faithful"])
+def test_trains_with_iss_infill_and_consistency(pair, preset):
+    import math
+
+    import torch
+
+    trainer = _ssl_trainer(pair, preset)
+    result = trainer.run()
+    config = trainer.config
+    assert config.infill.enabled and config.consistency.enabled and trainer.ssl_steps == trainer.iss_steps() == 2
+    final = result.final
+    assert final["iteration"] == 4 and all(math.isfinite(v) for v in final.values())
+    assert 0 < final["train_consistency"] and 0 <= final["train_pred_foreground"] <= 1
+    assert 0 < final["train_label_foreground"] < 1 and 0 <= final["train_ssl_top1"] <= 1
+    assert final["train_ssl_contrastive"] > 0
+    assert final["train_iss_bottleneck_std_before"] != final["train_iss_bottleneck_std_after"]  # ISS changed the encoder
+    assert ("train_ssl_consistency" in final) == config.consistency.during_pretrain
+    # Adam's step count on an encoder weight: the ISS steps carry over unless the optimiser is reset after ISS
+    encoder = trainer.net.backbone.enc1[0].weight
+    assert int(trainer.optimiser.state[encoder]["step"]) == 4 + (0 if config.pretrain.reset_optimiser else 2)
+
+
+def test_independent_views_do_not_share_the_window(pair):
+    import torch
+
+    no_mix = {"infill": {"density": 0.0}}  # isolate the views from the infill mix
+    same = _ssl_trainer(pair, "sasi-star", **no_mix)
+    v1, v2 = same.ssl_views()
+    assert torch.equal(v1, v2)  # the paper: one window, shared noise voxel for voxel
+    for views in ({"view_shift": 0.25}, {"view_rotate": True}, {"view_noise": 0.5}):
+        trainer = _ssl_trainer(pair, "sasi-star", **no_mix, pretrain=views)
+        v1, v2 = trainer.ssl_views()
+        assert v1.shape == v2.shape == (4, 1, 16, 16, 16) and not torch.allclose(v1, v2, atol=1e-3)
+        noise = views.get("view_noise", 0.0)
+        if noise:
+            assert (v1 - v2).std().item() == pytest.approx(noise * 2**0.5, rel=0.1)

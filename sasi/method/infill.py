@@ -47,7 +47,7 @@ neither mirror images (chiral particles never appear mirrored at test time) nor 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -261,3 +261,26 @@ def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: In
     weights = torch.cat([(1 - lam).unsqueeze(1), lam.unsqueeze(1) * w], dim=1)
     # crops not mixed have λ = 0: every rule returns their labels (one-hot for "soft") unchanged
     return mixed, resolve_labels(class_weights(sources, weights, n_classes), config)
+
+
+def label_faithfulness(mask: Tensor, n_classes: int, config: InfillConfig, seed: int = 0,
+                       amplitude: float = 0.5) -> dict[str, float]:
+    """How faithfully ``config.mask_rule`` labels infilled crops (issue 17's check), for ``(B, D, H, W)`` labels.
+
+    ``faint_share``: of the foreground label mass, the share on voxels where the labelled class is
+    mixed in at < ``amplitude`` (hard labels: the share of foreground-labelled voxels; ``"soft"``
+    targets only ask for the amplitude itself there). ``foreground_ratio``: foreground label mass
+    after / before infill. Every crop is mixed; the same ``seed`` gives the same draws for every rule.
+    """
+    config = replace(config, enabled=True, probability=1.0)
+    image = torch.zeros(mask.shape[0], 1, *mask.shape[1:])
+
+    def draw(rule: str) -> Tensor:
+        return volume_infill(image, mask, n_classes, replace(config, mask_rule=rule), torch.Generator().manual_seed(seed))[1]
+
+    weights, labels = draw("soft"), draw(config.mask_rule)
+    if not labels.is_floating_point():
+        labels = torch.nn.functional.one_hot(labels.clamp_min(0), n_classes).movedim(-1, 1) * (labels >= 0).unsqueeze(1)
+    fg, amp = labels[:, 1:].float(), weights[:, 1:]
+    return {"faint_share": float((fg * (amp < amplitude)).sum() / fg.sum().clamp_min(1e-12)),
+            "foreground_ratio": float(fg.sum() / (mask > 0).sum().clamp_min(1))}
