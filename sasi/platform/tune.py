@@ -10,7 +10,6 @@ results table (``results.parquet``, ``results.md``), parameter importances (metr
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,15 +38,16 @@ class SasiOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)  # private in ray 2.60 (pinned)
         if ot_trial is None or trial_id in self._completed_trials or error or not result:
-            return super().on_trial_complete(trial_id, result=result, error=error)
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
         for metric, limit in self.constraints.items():
             if metric in result:
                 ot_trial.set_constraint(metric, float(result[metric]) - limit)
         if not result.get(COMPLETED):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
-            return None
-        return super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
 
 
 def _direction(space: SearchSpace) -> str:
@@ -246,7 +246,3 @@ def _best(grid, metric: str, mode: str):
         return grid.get_best_result(metric, mode, filter_nan_and_inf=True)
     sign = 1 if mode == "max" else -1
     return max(done, key=lambda r: sign * r.metrics[metric])
-
-
-def default_storage() -> str:
-    return os.environ.get("SASI_STORAGE") or str(Path("runs/ray").resolve())
