@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from targets.common import HEAD_TYPE
-from targets.vm import head_resources, launcher_config
+from targets.vm import head_node_type, launcher_config, node_type
 
 
 def aws_config(s: dict) -> dict:
@@ -20,25 +17,13 @@ def aws_config(s: dict) -> dict:
             ],
         }
 
-    node_types: dict[str, Any] = {
-        HEAD_TYPE: {
-            "min_workers": 0,
-            "max_workers": 0,
-            "resources": head_resources(s),
-            "node_config": node_config(a["head"]["instance_type"]),
-        }
-    }
+    node_types = head_node_type(s, node_config(a["head"]["instance_type"]))
     for name, wt in s["worker_types"].items():
         nc = node_config(a[name]["instance_type"])
         nc["IamInstanceProfile"] = {"Name": a["worker_instance_profile"]}
         if s["spot"]:
             nc["InstanceMarketOptions"] = {"MarketType": "spot"}
-        node_types[name] = {
-            "min_workers": 0,
-            "max_workers": wt["max_workers"],
-            "resources": {"CPU": a[name]["cpus"], "GPU": wt["gpus"]},
-            "node_config": nc,
-        }
+        node_types[name] = node_type(wt["max_workers"], {"CPU": a[name]["cpus"], "GPU": wt["gpus"]}, nc)
     provider = {
         "type": "aws",
         "region": a["region"],

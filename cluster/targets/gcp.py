@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from targets.common import HEAD_TYPE
-from targets.vm import head_resources, launcher_config
+from targets.vm import head_node_type, launcher_config, node_type
 
 
 def gcp_config(s: dict) -> dict:
@@ -42,22 +41,11 @@ def gcp_config(s: dict) -> dict:
             ]
         return nc
 
-    node_types: dict[str, Any] = {
-        HEAD_TYPE: {
-            "min_workers": 0,
-            "max_workers": 0,
-            "resources": head_resources(s),
-            "node_config": node_config(g["head"], gpu=False),
-        }
-    }
+    node_types = head_node_type(s, node_config(g["head"], gpu=False))
     for name, wt in s["worker_types"].items():
         spec = dict(g[name], gpus=wt["gpus"])
-        node_types[name] = {
-            "min_workers": 0,
-            "max_workers": wt["max_workers"],
-            "resources": {"CPU": spec["cpus"], "GPU": wt["gpus"]},  # GCP does not auto-detect resources
-            "node_config": node_config(spec, gpu=True),
-        }
+        resources = {"CPU": spec["cpus"], "GPU": wt["gpus"]}  # GCP does not auto-detect resources
+        node_types[name] = node_type(wt["max_workers"], resources, node_config(spec, gpu=True))
     provider = {
         "type": "gcp",
         "region": g["region"],

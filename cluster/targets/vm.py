@@ -59,8 +59,14 @@ def _docker(s: dict, scheme: str) -> dict:
     }
 
 
-def head_resources(s: dict) -> dict:
-    return {"CPU": 0, DRIVER_RESOURCE: s["head_driver_slots"]}
+def node_type(max_workers: int, resources: dict, node_config: dict) -> dict:
+    """One entry of ``available_node_types`` (the autoscaler starts none until work asks for it)."""
+    return {"min_workers": 0, "max_workers": max_workers, "resources": resources, "node_config": node_config}
+
+
+def head_node_type(s: dict, node_config: dict) -> dict:
+    """The head: no CPUs for training, one ``DRIVER_RESOURCE`` unit per concurrent Tune trial driver."""
+    return {HEAD_TYPE: node_type(0, {"CPU": 0, DRIVER_RESOURCE: s["head_driver_slots"]}, node_config)}
 
 
 def launcher_config(s: dict, provider: dict, auth: dict, node_types: dict, scheme: str) -> dict:
