@@ -190,3 +190,5 @@ def test_issue_claim_faint_labels_per_rule():
     print({rule: {k: round(v, 3) for k, v in s.items()} for rule, s in share.items()})
     assert share["foreground"]["faint_share"] > 0.4 and share["foreground"]["foreground_ratio"] > 1.5
     assert share["dominant"]["faint_share"] == 0.0 and share["dominant"]["foreground_ratio"] < 1.0
+    assert share["dominant"]["excess_share"] < 0.5 < share["foreground"]["excess_share"]
+    assert label_faithfulness(mask, 4, InfillConfig(mask_rule="soft"))["excess_share"] < 1e-6

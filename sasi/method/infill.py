@@ -269,8 +269,9 @@ def label_faithfulness(mask: Tensor, n_classes: int, config: InfillConfig, seed:
 
     ``faint_share``: of the foreground label mass, the share on voxels where the labelled class is
     mixed in at < ``amplitude`` (hard labels: the share of foreground-labelled voxels; ``"soft"``
-    targets only ask for the amplitude itself there). ``foreground_ratio``: foreground label mass
-    after / before infill. Every crop is mixed; the same ``seed`` gives the same draws for every rule.
+    targets only ask for the amplitude itself there). ``excess_share``: the share of foreground label
+    mass the image does not show, ``Σ (label_c − a_c)⁺ / Σ label_c`` (0 for ``"soft"``).
+    ``foreground_ratio``: foreground label mass after / before infill. Every crop is mixed; the same ``seed`` gives the same draws for every rule.
     """
     config = replace(config, enabled=True, probability=1.0)
     image = torch.zeros(mask.shape[0], 1, *mask.shape[1:])
@@ -282,5 +283,7 @@ def label_faithfulness(mask: Tensor, n_classes: int, config: InfillConfig, seed:
     if not labels.is_floating_point():
         labels = torch.nn.functional.one_hot(labels.clamp_min(0), n_classes).movedim(-1, 1) * (labels >= 0).unsqueeze(1)
     fg, amp = labels[:, 1:].float(), weights[:, 1:]
-    return {"faint_share": float((fg * (amp < amplitude)).sum() / fg.sum().clamp_min(1e-12)),
+    mass = fg.sum().clamp_min(1e-12)
+    return {"faint_share": float((fg * (amp < amplitude)).sum() / mass),
+            "excess_share": float((fg - amp).clamp_min(0).sum() / mass),
             "foreground_ratio": float(fg.sum() / (mask > 0).sum().clamp_min(1))}
