@@ -11,6 +11,7 @@ Format (``search_spaces/*.yaml``)::
       consistency.weight: {type: log, low: 0.1, high: 10, when: {consistency.enabled: true}}
     constraints:                       # optional: reported metric <= max, told to Optuna as constraints
       - {metric: elapsed_s, max: 3600}
+    shots: [3, 5, 10]                  # optional: one Optuna study per shot count (a condition, not a dimension)
 
 ``type`` is ``float`` | ``log`` | ``int`` | ``choice`` (``values``). ``when`` names earlier parameters and
 the value (or list of values) they must take; otherwise the parameter is not sampled and the base value stays.
@@ -29,7 +30,7 @@ from sasi.presets import PRESETS, preset_config
 from sasi.train.config import SasiConfig
 
 TYPES = ("float", "log", "int", "choice")
-TOP_KEYS = {"name", "preset", "base", "objective", "parameters", "constraints"}
+TOP_KEYS = {"name", "preset", "base", "objective", "parameters", "constraints", "shots"}
 PARAM_KEYS = {"type", "low", "high", "step", "values", "when"}
 
 
@@ -86,6 +87,7 @@ class SearchSpace:
     parameters: list[Parameter]
     constraints: list[Constraint] = field(default_factory=list)
     source: str = ""
+    shots: tuple[int, ...] = ()  # one study per shot count (``sasi tune --shots``); () = the base's data.shots
 
     def define_by_run(self, trial) -> dict[str, Any]:
         """Optuna define-by-run space: samples the active parameters in file order."""
@@ -183,6 +185,13 @@ def parse_search_space(data: Any, source: str = "search space") -> SearchSpace:
     if not isinstance(params, dict) or not params:
         raise SasiError("'parameters' must be a non-empty mapping of dotted SasiConfig paths", source)
     parsed: list[Parameter] = []
+    if "data.shots" in params:
+        raise SasiError("data.shots is a condition, not a search dimension (F1 rises with N by construction): "
+                        "list the shot counts under 'shots: [3, 5, 10]' or pass --shots; each gets its own study",
+                        f"{source}: parameters.data.shots")
+    shots = data.get("shots") or []
+    if not isinstance(shots, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shots):
+        raise SasiError(f"'shots' must be a list of shot counts >= 1, got {shots!r}", f"{source}: shots")
     for path, body in params.items():
         parsed.append(_parameter(str(path), body, source, [p.path for p in parsed]))
     constraints = []
@@ -191,7 +200,7 @@ def parse_search_space(data: Any, source: str = "search space") -> SearchSpace:
             raise SasiError(f"expected {{metric: NAME, max: NUMBER}}, got {c!r}", f"{source}: constraints[{i}]")
         constraints.append(Constraint(c["metric"], _number(c["max"], f"{source}: constraints[{i}].max")))
     space = SearchSpace(name, preset, base, objective.get("metric", "val_class_f1"), objective.get("mode", "max"),
-                        parsed, constraints, source)
+                        parsed, constraints, source, tuple(dict.fromkeys(shots)))
     try:
         space.config()
     except SasiError as exc:
