@@ -16,6 +16,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Few-shot particle detection in cryo-ET tomograms (SaSi) on Ray, Optuna and MLflow.")
 console = Console()
 
+from sasi.cli_copick import app as copick_app  # noqa: E402  (sasi copick import|export)
+from sasi.cli_match import match as match_command  # noqa: E402  (the template-matching baseline)
+
+app.add_typer(copick_app, name="copick")
+app.command("match")(match_command)
+
 
 @app.command()
 def simulate(
