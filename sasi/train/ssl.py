@@ -136,8 +136,8 @@ class SelfSupervision:
 
     def ssl_metrics(self) -> dict[str, float]:
         """SSL running means and ISS probes for a report; after a resume, the last reported values."""
-        current = {**self._host(self.ssl_running, "contrastive pre-training"), **self.iss_diagnostics} \
-            if self.ssl_running else dict(self.iss_diagnostics)
+        running = self._host(self.ssl_running, "contrastive pre-training") if self.ssl_running else {}
+        current = {**running, **self.iss_diagnostics}
         last = self.history[-1] if self.history else {}
         carried = {k.removeprefix("train_"): v for k, v in last.items() if k.removeprefix("train_").startswith(SSL_KEYS)}
         return {**carried, **current}
