@@ -116,14 +116,17 @@ class Matcher:
         t = torch.as_tensor(np.pad(template, pad), device=self.device)
         box = t.shape[0]
         offsets = torch.arange(box, device=self.device, dtype=torch.float32) - (box - 1) / 2
-        sphere = (offsets[:, None, None] ** 2 + offsets[None, :, None] ** 2 + offsets[None, None, :] ** 2) <= radius**2
+        sphere = ((offsets[:, None, None] ** 2 + offsets[None, :, None] ** 2 + offsets[None, None, :] ** 2)
+                  <= radius**2).float()
+        inside = float(sphere.sum())
         sigma, count = self.local_std(radius)
         mats = torch.as_tensor(np.asarray(rotations, np.float32), device=self.device)
         best = torch.full(self.shape, -torch.inf, device=self.device)
         ez, ey, ex = (self._matrix(a, box) for a in range(3))
         for start in range(0, len(mats), self.batch):
             boxes = rotate(t, mats[start:start + self.batch])  # (B, b, b, b)
-            boxes = (boxes - boxes[:, sphere].mean(1)[:, None, None, None]) * sphere  # zero mean under the sphere
+            mean = (boxes * sphere).sum((1, 2, 3), keepdim=True) / inside  # no host sync (unlike boolean indexing)
+            boxes = (boxes - mean) * sphere  # zero mean under the sphere
             spec = _dft3(boxes, ez, ey, ex)  # (B, Z, Y, X//2+1)
             norm = ((spec.real**2 + spec.imag**2) * self.norm_weight).sum((1, 2, 3)).clamp_min(1e-12).sqrt()
             corr = torch.fft.irfftn(spec.conj() * self.filtered, s=self.shape, dim=(1, 2, 3))
