@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 
+# Benchmark-only: the polnet 10 Å maps beside the development checkout, passed explicitly (never a sasi default).
+TEMPLATES = Path(__file__).resolve().parents[2] / "shared" / "structures" / "polnet-10A"
 TINY = {"data": {"shots": 2, "patch": 16}, "model": {"channels": [8, 12, 16]}}  # --quick (CPU) model and crops
+
+
+def dev_templates() -> str | None:
+    """``$SASI_TEMPLATES``, else the development copy of the polnet maps (exported as ``$SASI_TEMPLATES`` so that
+    suites simulated by sasi.platform use it too), else None: sasi fetches them."""
+    if not os.environ.get("SASI_TEMPLATES") and TEMPLATES.is_dir():
+        os.environ["SASI_TEMPLATES"] = str(TEMPLATES)
+    return os.environ.get("SASI_TEMPLATES")
 
 
 def train_only_dataset(recipe: str, root: str | Path = "/tmp/sasi-bench") -> str:
@@ -27,7 +38,7 @@ def _dataset(recipe: str, root: str | Path, tag: str, splits: dict[str, int] | N
 
     folder = Path(root) / f"{recipe}-{tag}"
     if not (folder / "dataset.yaml").exists():
-        r = get_recipe(recipe)
+        r = get_recipe(recipe, dev_templates())
         simulate_dataset(folder, r.simulation, splits or r.splits, seed=0, recipe=r.name, progress=False)
     return str(folder)
 

@@ -179,7 +179,9 @@ def main() -> None:
 
     data = Path(args.data) / args.recipe
     if not (data / "dataset.yaml").exists():
-        recipe = get_recipe(args.recipe)
+        from _common import dev_templates
+
+        recipe = get_recipe(args.recipe, dev_templates())
         t0 = time.perf_counter()
         simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name)
         print(f"simulated {args.recipe} in {time.perf_counter() - t0:.1f} s")

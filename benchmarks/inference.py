@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import TINY, print_table, train_only_dataset, write_results
+from _common import TINY, dev_templates, print_table, train_only_dataset, write_results
 
 from sasi.config import deep_update
 from sasi.detect import components_to_particles, foreground_components, normalise_on, segment
@@ -79,7 +79,7 @@ def main() -> None:
                                                                       "eval_every": 0}}
     result = fit(preset_config("df-cc3d", deep_update(overrides, TINY) if quick else overrides), progress=False)
     net = result.model.backbone.to(device)
-    recipe = get_recipe("shrec-like-fast-v1")
+    recipe = get_recipe("shrec-like-fast-v1", dev_templates())
     sim = replace(recipe.simulation, shape=(size, size, size))
     with tempfile.TemporaryDirectory() as tmp:
         tomo = simulate_tomogram(sim, resolve_templates(sim), seed=1, name="bench")

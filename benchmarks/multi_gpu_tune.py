@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import TINY, GpuSampler, print_table, write_results
+from _common import TINY, GpuSampler, dev_templates, print_table, write_results
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -50,6 +50,7 @@ def main() -> None:
     from sasi.platform.ablate import Resources, Suite, Variant, ensure_data, run_suite
 
     gpus = 0 if args.quick else torch.cuda.device_count()
+    dev_templates()  # ensure_data simulates the SHREC recipe from $SASI_TEMPLATES
     trials = args.trials or (2 if args.quick else 2 * gpus)
     base = {"pretrain": {"schedule": "none"},
             "train": {"iterations": 20 if args.quick else args.iterations, "eval_every": 0}}

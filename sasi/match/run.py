@@ -64,7 +64,10 @@ def dataset_templates(dataset: Dataset, folder: str | None = None) -> dict[str, 
         if not isinstance(sim, dict):
             raise SasiError("the dataset was not simulated: give the templates (--templates FOLDER)", dataset.root)
         config = SimulationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sim.items()})
-        if config.templates != "builtin" and not Path(config.templates).is_dir():
+        from sasi.simulate.fetch import is_named_set
+
+        local = config.templates == "builtin" or is_named_set(config.templates)
+        if not local and not Path(config.templates).is_dir():
             raise SasiError(f"the dataset's template folder {config.templates!r} is not here: give --templates FOLDER",
                             dataset.root)
         found = resolve_templates(config)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sasi.errors import SasiError
+from sasi.simulate.fetch import POLNET
 
 SHREC_CLASSES = ("1s3x", "3qm1", "3gl1", "3h84", "2cg9", "3d2f", "1u6g", "3cf3", "1bxn", "1qvr", "4cr2", "5mrc")
-SHARED_TEMPLATES = os.path.join("..", "shared", "structures", "polnet-10A")
 
 
 @dataclass
@@ -24,7 +24,7 @@ class SimulationConfig:
     tilt_range: float = 60.0  # ± degrees
     tilt_step: float = 3.0  # degrees (tilt-series path)
     defocus_um: float = 3.0
-    templates: str = "builtin"  # "builtin" or a folder of MRC / PDB / mmCIF templates
+    templates: str = "builtin"  # "builtin", "polnet-10A" (fetched on first use) or a folder of MRC/PDB/mmCIF
     classes: tuple[str, ...] = ()  # subset of template names; empty = all
     gold_beads: int = 0  # fiducial distractors
     vesicles: int = 0  # membrane distractors
@@ -50,13 +50,13 @@ RECIPES: dict[str, Recipe] = {
     "shrec-like-v1": Recipe(
         "shrec-like-v1",
         SimulationConfig(shape=(128, 256, 256), snr=0.05, density=0.12, imaging="tiltseries",
-                         templates=SHARED_TEMPLATES, classes=SHREC_CLASSES, gold_beads=8),
+                         templates=POLNET, classes=SHREC_CLASSES, gold_beads=8),
         {"train": 1, "val": 1, "test": 4},
         "SHREC 2021-like: the 12 SHREC classes at 10 Å, real tilt series ±60° step 3°, gold distractors.",
     ),
     "shrec-like-fast-v1": Recipe(
         "shrec-like-fast-v1",
-        SimulationConfig(shape=(64, 128, 128), snr=0.1, density=0.12, templates=SHARED_TEMPLATES,
+        SimulationConfig(shape=(64, 128, 128), snr=0.1, density=0.12, templates=POLNET,
                          classes=SHREC_CLASSES),
         {"train": 1, "val": 1, "test": 2},
         "Small CPU-friendly variant of shrec-like-v1 (Fourier-wedge imaging) for --quick runs.",

@@ -39,7 +39,10 @@ def resolve_templates(config: SimulationConfig) -> list[ParticleClass]:
                 raise SasiError(f"unknown built-in class(es) {missing}; known: {sorted(known)}")
             templates = [known[c] for c in config.classes]
         return templates
-    return load_templates(config.templates, config.voxel_size, list(config.classes) or None)
+    from sasi.simulate.fetch import template_folder
+
+    folder = template_folder(config.templates, list(config.classes) or None)
+    return load_templates(folder, config.voxel_size, list(config.classes) or None)
 
 
 def simulate_tomogram(config: SimulationConfig, templates: list[ParticleClass], seed: int | np.random.SeedSequence,
