@@ -1,15 +1,16 @@
 """Full-tomogram inference: seconds end to end and per stage for one 512³ tomogram at 10 Å.
 
-    python benchmarks/inference.py             # GPU: 512³, tiles 64/128/192
+    python benchmarks/inference.py             # GPU: 512³, tiles 192/256/320
     python benchmarks/inference.py --quick     # CPU smoke: 96³
 
 The network is first trained briefly (preset df-cc3d on recipe shrec-like-fast-v1) so that its
 segmentation is as sparse as a real one; the tomogram is simulated with the same templates (SHREC
 classes, Fourier-wedge imaging) and written as MRC. Stages: load (MRC → float32), normalise (on the
-device), network+stitch (tiled fully convolutional pass, argmax and its probability kept per tile),
-components (26-connected, per class, on the device), centroids (+ table), write (Parquet + STAR).
-Tiles are balanced cubes of edge at most ``tile`` with the network's receptive context as margin, so each
-tiling should equal one whole-volume pass; each is compared with the largest tile (512: the whole volume).
+device), network+stitch (tiled fully convolutional pass; the segmentation maps kept per tile), picks per
+detection mode on the same maps (``foreground``: components, class vote, splitting, merging;
+``cc3d-per-class``: the paper's components per argmax class), write (Parquet + STAR). Tiles are balanced cubes
+of edge at most ``tile`` with the network's receptive context as margin, so each tiling should equal one
+whole-volume pass; each is compared with the largest tile.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from _common import TINY, dev_templates, print_table, train_only_dataset, write_results
 
 from sasi.config import deep_update
-from sasi.detect import components_to_particles, foreground_components, normalise_on, segment
+from sasi.dataset import load_dataset
+from sasi.detect import MODES, DetectConfig, ParticleGeometry, maps_to_particles, normalise_on, segment
 from sasi.io import read_mrc, write_mrc, write_particles
 from sasi.presets import preset_config
 from sasi.simulate import get_recipe
@@ -38,7 +40,7 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def run_once(net, path: Path, classes: list[str], tile: int, device: torch.device, out: Path) -> dict:
+def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: torch.device, out: Path) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stages, t = {}, _clock(device)
@@ -47,20 +49,21 @@ def run_once(net, path: Path, classes: list[str], tile: int, device: torch.devic
     stages["load"] = -t + (t := _clock(device))
     norm = normalise_on(volume, device)
     stages["normalise"] = -t + (t := _clock(device))
-    labels, confidence = segment(net, norm, tile=tile, device=device, amp=device.type == "cuda")
+    maps = segment(net, norm, tile=tile, device=device, amp=device.type == "cuda")
     stages["network+stitch"] = -t + (t := _clock(device))
-    foreground_components(labels)
-    stages["components"] = -t + (t := _clock(device))
-    found = components_to_particles(labels, confidence, classes, tomo.voxel_size, "bench")  # repeats components
-    stages["centroids"] = max(_clock(device) - t - stages["components"], 0.0)
-    t = _clock(device)
-    write_particles(found.particles, out / "picks.parquet")
-    write_particles(found.particles, out / "picks.star", voxel_size=tomo.voxel_size, shape_zyx=volume.shape)
+    picks = {}
+    for mode in MODES:  # the picks stage of each detection mode, on the same maps
+        picks[mode] = maps_to_particles(maps, geometry, "bench", DetectConfig(mode=mode, tile=tile)).particles
+        stages[f"picks:{mode}"] = -t + (t := _clock(device))
+    found = picks["foreground"]
+    write_particles(found, out / "picks.parquet")
+    write_particles(found, out / "picks.star", voxel_size=tomo.voxel_size, shape_zyx=volume.shape)
     stages["write"] = _clock(device) - t
+    common = stages["load"] + stages["normalise"] + stages["network+stitch"] + stages["write"]
     return {"tile": tile, "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None,
-            **stages, "total_s": sum(stages.values()),
-            "picks": found.particles.num_rows, "foreground_pct": 100 * float((labels > 0).float().mean()),
-            "labels": labels}
+            **stages, **{f"total_s:{m}": common + stages[f"picks:{m}"] for m in MODES},
+            **{f"picks_{m}": picks[m].num_rows for m in MODES},
+            "foreground_pct": 100 * float((maps.labels > 0).float().mean()), "labels": maps.labels}
 
 
 def main() -> None:
@@ -73,12 +76,14 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     quick = args.quick or device.type == "cpu"
     size = args.size or (96 if quick else 512)
-    tiles = args.tiles or ([80, 96] if quick else [128, 192, 256, 320, 512])
+    tiles = args.tiles or ([80, 96] if quick else [192, 256, 320])
     dataset = train_only_dataset("shrec-like-fast-v1")
     overrides = {"data": {"dataset": dataset, "shots": 5}, "train": {"iterations": args.iterations or (20 if quick else 1500),
                                                                       "eval_every": 0}}
     result = fit(preset_config("df-cc3d", deep_update(overrides, TINY) if quick else overrides), progress=False)
     net = result.model.backbone.to(device)
+    ds = load_dataset(dataset)
+    geometry = ParticleGeometry(result.classes, ds.voxel_size, ds.radii, 0.5)
     recipe = get_recipe("shrec-like-fast-v1", dev_templates())
     sim = replace(recipe.simulation, shape=(size, size, size))
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,8 +93,8 @@ def main() -> None:
         rows = []
         for tile in tiles:  # margin: the network's receptive context, so every tiling should equal one pass
             try:
-                run_once(net, path, result.classes, tile, device, Path(tmp))  # warm-up
-                rows.append(run_once(net, path, result.classes, tile, device, Path(tmp)))
+                run_once(net, path, geometry, tile, device, Path(tmp))  # warm-up
+                rows.append(run_once(net, path, geometry, tile, device, Path(tmp)))
             except torch.OutOfMemoryError:
                 print(f"tile {tile}: out of GPU memory")
             torch.cuda.empty_cache() if device.type == "cuda" else None
@@ -97,8 +102,8 @@ def main() -> None:
     for r in rows:
         r["agreement_pct"] = 100 * float((r.pop("labels") == reference).float().mean())
     print_table(rows, {"tile": "d", "peak_mem_gb": ".1f", "load": ".3f", "normalise": ".3f", "network+stitch": ".3f",
-                       "components": ".3f", "centroids": ".3f", "write": ".3f", "total_s": ".3f", "picks": "d",
-                       "foreground_pct": ".2f", "agreement_pct": ".3f"})
+                       **{f"picks:{m}": ".3f" for m in MODES}, "write": ".3f", **{f"total_s:{m}": ".3f" for m in MODES},
+                       **{f"picks_{m}": "d" for m in MODES}, "foreground_pct": ".2f", "agreement_pct": ".3f"})
     out = write_results("inference", {"size": size, "voxel_size": sim.voxel_size, "classes": len(result.classes) + 1,
                                       "trained_iterations": overrides["train"]["iterations"], "quick": quick}, rows)
     print(f"wrote {out}")
