@@ -86,7 +86,7 @@ def test_suite_file_validation(tmp_path):
         load_suite(bad)
 
 
-def test_ablate_exits_non_zero_when_trials_fail(monkeypatch):
+def test_ablate_exits_non_zero_when_trials_fail(monkeypatch, tmp_path):
     """`sasi ablate` reports failed trials in one line and exits 1 (the suite itself still completes)."""
     from typer.testing import CliRunner
 
@@ -100,7 +100,8 @@ def test_ablate_exits_non_zero_when_trials_fail(monkeypatch):
 
     monkeypatch.setattr(sasi.platform.ablate, "run_suite", run_suite)
     monkeypatch.setattr(sasi.platform.runtime, "init_ray", lambda *a, **k: None)
-    result = CliRunner().invoke(app, ["ablate", str(ROOT / "ablations" / "smoke.yaml")])
+    # --storage in tmp: the pre-flight simulates the suite's data there, not into the checkout's runs/ray
+    result = CliRunner().invoke(app, ["ablate", str(ROOT / "ablations" / "smoke.yaml"), "--storage", str(tmp_path)])
     assert result.exit_code != 0
     assert "1 of 2 trials failed (first: b, 3 shots, seed 0: RuntimeError: boom)" in str(result.exception)
 
