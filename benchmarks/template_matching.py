@@ -70,10 +70,12 @@ def main(argv: list[str] | None = None) -> Path:
         "seconds_per_tomogram": {n: round(s, 2) for n, s in report.seconds.items()},
         "mean_seconds_per_test_tomogram": round(sum(report.seconds[n] for n in test) / len(test), 2),
         "total_seconds": round(total, 1),
-        "micro_f1_class_agnostic": scores.micro.f1, "macro_f1": scores.macro_f1, "fbeta": scores.fbeta,
+        "class_f1": scores.class_aware.f1, "localisation_f1": scores.micro.f1, "macro_f1": scores.macro_f1,
+        "fbeta": scores.fbeta, "picks_per_truth": scores.picks_per_truth,
         "per_class": per_class,
         "fewshot_row": {"method": "template-matching (true templates)", "shots": None,
-                        "test_f1": scores.micro.f1, "macro_f1": scores.macro_f1,
+                        "class_f1": scores.class_aware.f1, "localisation_f1": scores.micro.f1,
+                        "macro_f1": scores.macro_f1,
                         **{f"f1.{c}": s.f1 for c, s in scores.per_class.items()}},
         "scores": scores.to_dict(),
     }
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"{'class':>8} {'F1':>6} {'P':>6} {'R':>6}  threshold")
     for c, s in per_class.items():
         print(f"{c:>8} {s['f1']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f}  {s['threshold']}")
-    print(f"micro F1 {scores.micro.f1:.3f} · macro F1 {scores.macro_f1:.3f} · "
+    print(f"class-aware F1 {scores.class_aware.f1:.3f} · localisation F1 {scores.micro.f1:.3f} · "
           f"{body['mean_seconds_per_test_tomogram']} s per test tomogram · wrote {out}")
     return out
 

@@ -22,6 +22,7 @@ from sasi.io.particles import make_particles, voxels_to_angstrom
 from sasi.match.angles import rotations
 from sasi.match.correlate import Imaging, Matcher
 from sasi.match.peaks import extract_peaks, fit_thresholds, merge_classes
+from sasi.scoring import score_picks
 
 PRESET = "template-matching"
 
@@ -140,10 +141,7 @@ def match_and_score(dataset: Dataset, split: str = "test", val_split: str = "val
         tables.append(make_particles(name, labels, voxels_to_angstrom(zyx, dataset.voxel_size), score=score))
     picks = pa.concat_tables(tables)
     scores = score_on_dataset(dataset, picks, dataset.names(split), rule="shrec")
-    metrics = {f"{split}_f1": scores.micro.f1, f"{split}_precision": scores.micro.precision,
-               f"{split}_recall": scores.micro.recall, f"{split}_macro_f1": scores.macro_f1,
-               f"{split}_picks": float(picks.num_rows)}
-    metrics.update({f"{split}_f1.{c}": s.f1 for c, s in scores.per_class.items()})
+    metrics = score_picks(dataset, picks, dataset.names(split), split).metrics()  # the trials' metric names
     return MatchReport(picks, metrics, thresholds, seconds, scores,
                        {**asdict(config), "imaging": asdict(imaging), "rotations": len(rotations(config.angle_step)),
                         "device": str(device), "preset": PRESET})
