@@ -90,7 +90,7 @@ def test_match_and_score_end_to_end(tmp_path):
     report = match_and_score(ds, "test", "val", MatchConfig(angle_step=90, device="cpu", batch=24))
     assert "score" in report.picks.column_names and set(report.picks.column("tomogram").to_pylist()) <= {"test_00"}
     assert set(report.thresholds) == {"globe", "tetra"} and set(report.seconds) == {"val_00", "test_00"}
-    assert report.metrics["test_f1"] > 0.7, report.metrics
+    assert report.metrics["test_class_f1"] > 0.7, report.metrics
     assert report.settings["rotations"] == rotation_count(90) and report.settings["preset"] == "template-matching"
 
 
