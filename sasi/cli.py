@@ -185,18 +185,22 @@ def train(
 @app.command()
 def tune(
     space: Annotated[Path, typer.Argument(help="Search-space YAML (search_spaces/*.yaml).")],
-    trials: Annotated[int, typer.Option(help="Number of trials.")] = 8,
-    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial (fractions share a GPU; 0: CPU).")] = 0.0,
+    trials: Annotated[int, typer.Option(help="Trials per study (one study per shot count).")] = 8,
+    gpus_per_trial: Annotated[str, typer.Option(help="GPUs per trial (fractions share a GPU; 0: CPU; auto: trials per GPU from memory).")] = "0",
     workers_per_trial: Annotated[int, typer.Option(help="Ray Train workers per trial.")] = 1,
     scheduler: Annotated[str, typer.Option(help="asha (early stopping) or none.")] = "asha",
     storage: Annotated[Optional[str], typer.Option(help="Results root (default $SASI_STORAGE or runs/ray).")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite in storage).")] = None,
     seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
+    shots: Annotated[Optional[list[int]], typer.Option(help="Shot counts, one study each (repeat or list: --shots 3 5 10; default: the space's shots:).")] = None,
+    confirm: Annotated[int, typer.Option(help="Re-train each study's best config with K fresh seeds, scored on the test tomograms.")] = 0,
+    baseline_space: Annotated[Optional[Path], typer.Option(help="Search this baseline space the same way (e.g. search_spaces/df-core.yaml) and pair against it.")] = None,
+    baseline: Annotated[Optional[Path], typer.Option(help="Pair against an earlier baseline search: its folder <storage>/<space> (search.json).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted search (Tuner.restore).")] = False,
     restart: Annotated[bool, typer.Option(help="Start a new search where one is stored (the old one is kept aside).")] = False,
     set_: SetOption = None,
 ) -> None:
-    """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), tracked in MLflow."""
+    """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), one study per shot count, tracked in MLflow."""
     from sasi.platform import preflight
 
     preflight.check_storage(_storage(storage))
@@ -206,15 +210,40 @@ def tune(
 
     if scheduler not in ("asha", "none"):
         raise SasiError(f"--scheduler must be asha or none, got {scheduler!r}")
+    if baseline is not None and baseline_space is not None:
+        raise SasiError("give one baseline: --baseline-space (search it now) or --baseline (an earlier search's folder)")
+    if confirm < 0:
+        raise SasiError(f"--confirm must be >= 0, got {confirm}")
     parsed = load_search_space(space).with_overrides(_sets(set_))
+    base_parsed = load_search_space(baseline_space).with_overrides(_sets(set_)) if baseline_space else None
+    studies = list(shots or parsed.shots)
+    if any(n < 1 for n in studies):
+        raise SasiError(f"--shots must be >= 1, got {studies}")
     preflight.check_tracking(preflight.resolved_tracking_uri(tracking_uri))
-    preflight.search(parsed, trials, workers_per_trial, gpus_per_trial)
-    preflight.search_resume(parsed, _storage(storage), {"trials": trials, "scheduler": scheduler, "seed": seed},
-                            resume=resume, restart=restart)
+    gpus = preflight.gpus_per_trial(gpus_per_trial)
+    for checked in [parsed] + ([base_parsed] if base_parsed else []):
+        preflight.search(checked, trials, workers_per_trial, 0.0 if gpus is None else gpus, shots=studies)
+    settings = {"trials": trials, "scheduler": scheduler, "seed": seed, "shots": studies, "confirm": confirm,
+                "baseline": str(baseline or baseline_space or "")}
+    preflight.search_resume(parsed, _storage(storage), settings, resume=resume, restart=restart)
     init_ray()
-    out = run_search(parsed, trials, gpus_per_trial, None if scheduler == "none" else scheduler, _storage(storage),
-                     tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed, restart=restart)
-    console.print(f"[green]best[/] {parsed.metric} = {out.best_metrics.get(parsed.metric)} with {out.best_config}")
+    if gpus is None:
+        from sasi.platform.packing import auto_packing
+
+        import ray
+
+        packing = auto_packing(parsed.config(), cpus=ray.cluster_resources().get("CPU"))
+        console.print(f"--gpus-per-trial auto: {packing.gpus_per_trial:g} ({packing.why})")
+        gpus = packing.gpus_per_trial
+    out = run_search(parsed, trials, gpus, None if scheduler == "none" else scheduler, _storage(storage),
+                     tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed, restart=restart,
+                     shots=studies, confirm=confirm, baseline=base_parsed or baseline)
+    for study in out.summary.get("studies", []):
+        shown = f"test F1 {study['test_f1']:.3f}" if study.get("test_f1") is not None else ""
+        if study.get("paired_gain_vs_df") is not None:
+            shown += f", paired gain {study['paired_gain_vs_df']:+.3f} ± {study.get('paired_ci95') or 0:.3f}"
+        console.print(f"[green]{study['method']} N={study['shots']}[/] best val F1 {study.get('best_val_f1')} "
+                      f"{shown} with {study.get('best_config')}", highlight=False)
     console.print(f"results: {out.path}" + (f" · report: {out.report}" if out.report else ""))
 
 
@@ -366,10 +395,25 @@ def report(
         console.print(f"attached to MLflow run {attach_report(data, paths)} (artifacts report/)", highlight=False)
 
 
+LIST_OPTIONS = ("--shots",)  # `--shots 3 5 10` (click takes one value per flag: expanded to --shots 3 --shots 5 ...)
+
+
+def _expand_lists(argv: list[str]) -> list[str]:
+    out, flag = [], None
+    for arg in argv:
+        if flag and arg.lstrip("-").isdigit() and not arg.startswith("-"):
+            out += [flag, arg]
+            continue
+        flag = arg if arg in LIST_OPTIONS else None
+        if flag is None:
+            out.append(arg)
+    return out
+
+
 def main() -> None:
     """Console entry point: bad input prints one line to stderr and exits with status 1."""
     try:
-        app()
+        app(args=_expand_lists(sys.argv[1:]))
     except SasiError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 1))  # 130/143: a suite or search stopped by SIGINT/SIGTERM

@@ -254,8 +254,25 @@ def train_run(config: Any, source: object, storage: str, tracking_uri: str | Non
     check_dataset(config.data, source)
 
 
-def search(space: Any, trials: int, workers_per_trial: int, gpus_per_trial: float) -> None:
-    """``sasi tune`` (after :func:`check_storage`): trials, resources, objective, the base config's dataset."""
+def gpus_per_trial(value: str) -> float | None:
+    """``--gpus-per-trial``: a number >= 0, or ``auto`` (None: chosen from memory once Ray is up)."""
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        gpus = float(value)
+    except ValueError:
+        raise SasiError(f"--gpus-per-trial must be a number or auto, got {value!r}") from None
+    if gpus < 0:
+        raise SasiError(f"--gpus-per-trial must be >= 0, got {value}")
+    return gpus
+
+
+def search(space: Any, trials: int, workers_per_trial: int, gpus_per_trial: float, *,
+           shots: Iterable[int] = ()) -> None:
+    """``sasi tune`` (after :func:`check_storage`): trials, resources, objective, the base config's dataset
+    (with enough labelled particles for the largest of ``shots``)."""
+    from dataclasses import replace
+
     check_trials(trials)
     if workers_per_trial < 1:
         raise SasiError(f"--workers-per-trial must be >= 1, got {workers_per_trial}")
@@ -263,7 +280,8 @@ def search(space: Any, trials: int, workers_per_trial: int, gpus_per_trial: floa
         raise SasiError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
     check_objective(space.metric, f"{space.source}: objective.metric")
     config = space.config()
-    shots = [config.data.shots]
+    shots = [int(n) for n in shots] or [config.data.shots]  # one study per given shot count, else the base's
+    config = replace(config, data=replace(config.data, shots=min(shots)))
     for p in space.parameters:
         if p.path == "data.shots":
             shots += [int(v) for v in (p.values if p.type == "choice" else (p.high,))]
@@ -292,7 +310,7 @@ def search_resume(space: Any, storage: str, settings: Mapping[str, Any], *, resu
     resolved = {"name": space.name, "preset": space.preset, "metric": space.metric, "mode": space.mode,
                 "base": base, "parameters": [dataclasses.asdict(p) for p in space.parameters],
                 "constraints": [dataclasses.asdict(c) for c in space.constraints], **settings}
-    if (folder / "tuner.pkl").is_file() and not (resume or restart):
+    if ((folder / "tuner.pkl").is_file() or any(folder.glob("*/tuner.pkl"))) and not (resume or restart):
         raise SasiError(f"search {space.name!r} already has results here; add --resume to continue it or "
                         "--restart to start a new search (the old results are kept aside)", folder)
     check_resume(folder, resolved, command_line(add=("--resume",)), restart=restart)

@@ -12,6 +12,8 @@ Format (``search_spaces/*.yaml``)::
     constraints:                       # optional: reported metric <= max, told to Optuna as constraints
       - {metric: elapsed_s, max: 3600}
     shots: [3, 5, 10]                  # optional: one Optuna study per shot count (a condition, not a dimension)
+    start:                             # optional: configurations every study evaluates first (warm start)
+      - {train.lr: 1.0e-4}
 
 ``type`` is ``float`` | ``log`` | ``int`` | ``choice`` (``values``). ``when`` names earlier parameters and
 the value (or list of values) they must take; otherwise the parameter is not sampled and the base value stays.
@@ -30,7 +32,7 @@ from sasi.presets import PRESETS, preset_config
 from sasi.train.config import SasiConfig
 
 TYPES = ("float", "log", "int", "choice")
-TOP_KEYS = {"name", "preset", "base", "objective", "parameters", "constraints", "shots"}
+TOP_KEYS = {"name", "preset", "base", "objective", "parameters", "constraints", "shots", "start"}
 PARAM_KEYS = {"type", "low", "high", "step", "values", "when"}
 
 
@@ -88,6 +90,7 @@ class SearchSpace:
     constraints: list[Constraint] = field(default_factory=list)
     source: str = ""
     shots: tuple[int, ...] = ()  # one study per shot count (``sasi tune --shots``); () = the base's data.shots
+    start: tuple[dict[str, Any], ...] = ()  # parameter values each study tries first (Optuna enqueue_trial)
 
     def define_by_run(self, trial) -> dict[str, Any]:
         """Optuna define-by-run space: samples the active parameters in file order."""
@@ -205,8 +208,27 @@ def parse_search_space(data: Any, source: str = "search space") -> SearchSpace:
         space.config()
     except SasiError as exc:
         raise SasiError(f"bad base configuration ({exc})", f"{source}: base") from None
+    space.start = tuple(_start(data.get("start"), space))
     _check_values(space)
     return space
+
+
+def _start(points: Any, space: SearchSpace) -> list[dict[str, Any]]:
+    """``start:``: a list of mappings from parameters to values, each a valid configuration."""
+    if points is None:
+        return []
+    if not isinstance(points, list):
+        raise SasiError(f"'start' must be a list of parameter mappings, got {points!r}", f"{space.source}: start")
+    names = {p.path for p in space.parameters}
+    for i, point in enumerate(points):
+        where = f"{space.source}: start[{i}]"
+        if not isinstance(point, dict) or set(point) - names:
+            raise SasiError(f"expected a mapping of parameters ({sorted(names)}), got {point!r}", where)
+        try:
+            space.config(point)
+        except SasiError as exc:
+            raise SasiError(f"not a valid configuration ({exc})", where) from None
+    return [dict(p) for p in points]
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

@@ -37,7 +37,8 @@ class TrialSpec:
     cpus_per_worker: float = 1.0
     extra_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per Train worker
     max_failures: int = 2
-    split: str = "test"
+    split: str = "test"  # which tomograms the trained model is scored on ("val" for search trials)
+    tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags of every child run
 
     def trial_config(self, params: dict[str, Any]) -> SasiConfig:
         """Variant (or base) + grid values (shots, seed) + sampled dotted parameters, validated."""
@@ -80,7 +81,7 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
             if all(k in params for k in GRID_KEYS) else ctx.get_trial_name())
     run_id = tracking.child_run(uri, spec.experiment_id, spec.parent_run_id, trial_id, name,
                                 {**tags, "variant": params.get("variant", config.name),
-                                 "sasi.gpus": spec.workers * spec.gpus_per_worker})
+                                 "sasi.gpus": spec.workers * spec.gpus_per_worker, **spec.tags})
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _log_setup(spec, run_id, config, params, Path(tmp))
@@ -97,8 +98,11 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
             tracking.set_tags(uri, run_id, {"checkpoint": outcome.checkpoint})
         final = {k: v for k, v in outcome.metrics.items() if isinstance(v, (int, float))}
         tune.report({**final, **report.metrics, "iteration": float(config.train.iterations), COMPLETED: 1.0})
-    except BaseException:
+    except BaseException as exc:
         if tracking.run_status(uri, run_id) == "RUNNING":  # CloseRuns may have marked a stopped trial KILLED
+            from sasi.platform.interrupts import error_line
+
+            tracking.best_effort("tagging the error", tracking.set_tags, uri, run_id, {"sasi.error": error_line(exc)})
             tracking.finish(uri, run_id, "FAILED")
         raise
     tracking.finish(uri, run_id, "FINISHED")

@@ -1,5 +1,10 @@
 """Hyperparameter search: Optuna TPE through Ray Tune, ASHA early stopping, MLflow parent/child runs.
 
+One study per shot count (:mod:`sasi.platform.studies`), all on one Ray cluster and under one MLflow parent
+run; ``confirm`` then re-trains each study's best configuration with fresh seeds and scores it on the test
+tomograms, paired against a tuned baseline (:mod:`sasi.platform.confirm`), and ``<storage>/<space>/search.json``
+sums it up. Search trials are scored on the validation tomogram only: the test tomograms are for confirmation.
+
 The searcher's live state stays in memory (so ``Tuner.restore`` is consistent after a driver crash);
 :class:`OptunaMirror` copies finished trials into an Optuna SQLite study for browsing
 (``optuna-dashboard sqlite:///<storage>/<suite>-optuna.db``). At the end the search's parent run gets the
@@ -10,9 +15,10 @@ results table (``results.parquet``, ``results.md``), parameter importances (metr
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,9 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from sasi.config import to_dict
+from sasi.errors import SasiError
 from sasi.platform.search_space import SearchSpace
+from sasi.platform.studies import Study
 from sasi.platform.trial import COMPLETED, CloseRuns, ReapOrphans, TrialSpec, trial_driver
 
 log = logging.getLogger(__name__)
@@ -47,23 +55,34 @@ class SasiOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
+        if not _finite(result.get(self._metric)):  # trained to the end without a score: failed, never F1 0
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _direction(space: SearchSpace) -> str:
     return "maximize" if space.mode == "max" else "minimize"
 
 
-def _frozen_trial(space: SearchSpace, config: dict, result: dict, trial_id: str | None) -> optuna.trial.FrozenTrial:
-    """A finished Tune trial for Optuna: COMPLETE if it trained to the end with a score, else PRUNED."""
+def _frozen_trial(space: SearchSpace, config: dict, result: dict, trial_id: str | None,
+                  failed: bool = False) -> optuna.trial.FrozenTrial:
+    """A finished Tune trial for Optuna: COMPLETE if it trained to the end with a finite score, FAIL if it
+    errored or ended without one, else (stopped early) PRUNED."""
     params = {p.path: config[p.path] for p in space.parameters if p.path in config}
     dists = {p.path: p.distribution() for p in space.parameters if p.path in params}
     value = result.get(space.metric)
-    done = bool(result.get(COMPLETED)) and value is not None
-    return optuna.trial.create_trial(
-        params=params, distributions=dists, value=value if done else None,
-        state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED,
-        user_attrs={"ray_trial_id": trial_id})
+    completed = bool(result.get(COMPLETED))
+    done = completed and _finite(value) and not failed
+    state = (optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL if failed or completed
+             else optuna.trial.TrialState.PRUNED)
+    return optuna.trial.create_trial(params=params, distributions=dists, value=value if done else None,
+                                     state=state, user_attrs={"ray_trial_id": trial_id})
 
 
 def study_of(results, space: SearchSpace) -> optuna.Study:
@@ -84,11 +103,14 @@ class OptunaMirror(tune.Callback):
         return optuna.create_study(storage=self.url, study_name=self.study_name, direction=_direction(self.space),
                                    load_if_exists=True)
 
-    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+    def on_trial_complete(self, iteration: int, trials: list, trial, failed: bool = False, **info) -> None:
         study = self._study()
         if any(t.user_attrs.get("ray_trial_id") == trial.trial_id for t in study.get_trials(deepcopy=False)):
             return
-        study.add_trial(_frozen_trial(self.space, trial.config, trial.last_result or {}, trial.trial_id))
+        study.add_trial(_frozen_trial(self.space, trial.config, trial.last_result or {}, trial.trial_id, failed))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.on_trial_complete(iteration, trials, trial, failed=True)
 
 
 def varying_params(study: optuna.Study) -> list[str]:
@@ -121,8 +143,8 @@ def search_figures(study: optuna.Study, folder: Path, metric: str) -> tuple[dict
 def results_table(frame: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
     """One row per trial, those that trained to the end first, best first: trial ID, scores, sampled parameters."""
     scores = dict.fromkeys((space.metric, "val_class_f1", "test_class_f1", "test_precision", "test_recall", "iteration"))
-    columns = {"trial_id": "trial", **{c: c for c in scores}, COMPLETED: "completed",
-               **{f"config/{p.path}": p.path for p in space.parameters}}
+    columns = {"trial_id": "trial", "shots": "shots", "status": "status", **{c: c for c in scores},
+               COMPLETED: "completed", **{f"config/{p.path}": p.path for p in space.parameters}, "error": "error"}
     table = frame[[c for c in columns if c in frame]].rename(columns=columns)
     if "completed" in table:
         table["completed"] = table["completed"].eq(1.0)
@@ -142,46 +164,158 @@ def _results_files(frame: pd.DataFrame, space: SearchSpace, folder: Path) -> lis
     return paths
 
 
-def _log_summary(uri: str, parent: str, grid, frame: pd.DataFrame, space: SearchSpace) -> None:
-    """The parent run's results table, importances and figures (these last two best effort)."""
+def _log_summary(uri: str, parent: str, grid, frame: pd.DataFrame, space: SearchSpace,
+                 study: str = "") -> dict[str, float]:
+    """The parent run's results table, importances and figures (these last two best effort); with ``study``
+    (``N5``) they go under that artifact folder and ``importance/<study>/<param>``. Returns the importances."""
     from sasi.platform import tracking
+
+    key = f"importance/{study}/" if study else "importance/"
+    found: dict[str, float] = {}
 
     def log_figures(folder: Path) -> None:
         importances, files = search_figures(study_of(grid, space), folder, space.metric)
-        tracking.log_metrics(uri, parent, {f"importance/{k}": v for k, v in importances.items()})
-        tracking.log_artifacts(uri, parent, files)
+        found.update(importances)
+        tracking.log_metrics(uri, parent, {f"{key}{k}": v for k, v in importances.items()})
+        tracking.log_artifacts(uri, parent, files, study or None)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tracking.log_artifacts(uri, parent, _results_files(frame, space, Path(tmp)))
+        tracking.log_artifacts(uri, parent, _results_files(frame, space, Path(tmp)), study or None)
         tracking.best_effort("search figures", log_figures, Path(tmp))
+    return found
+
+
+@dataclass
+class StudyOutcome:
+    study: Study
+    frame: pd.DataFrame  # one row per trial: status, error, scores, config/<param>
+    best_config: dict[str, Any] | None  # sampled parameters of the best trial that trained to the end
+    best_metrics: dict[str, float]
+    full_config: dict[str, Any] | None  # the best trial's whole configuration (nested), for confirmation
+    importances: dict[str, float]
+
+    def entry(self) -> dict[str, Any]:
+        """This study's part of ``search.json`` (confirmation fields filled in later)."""
+        status = self.frame["status"] if "status" in self.frame else pd.Series(dtype=str)
+        return {"shots": self.study.shots, "method": self.study.method, "study": self.study.name,
+                "trials": int(len(self.frame)), "completed": int((status == "completed").sum()),
+                "stopped": int((status == "stopped").sum()), "failed": int((status == "failed").sum()),
+                "best_val_f1": self.best_metrics.get("val_class_f1"), "best_config": self.best_config,
+                "importances": self.importances, "config": self.full_config}
 
 
 @dataclass
 class SearchOutcome:
     best_config: dict[str, Any]
     best_metrics: dict[str, Any]
-    results: Any  # pandas.DataFrame, one row per trial
+    results: Any  # pandas.DataFrame, one row per trial (all studies)
     path: str
     report: Path | None = None  # report.html (local storage, when it could be written)
+    studies: list[StudyOutcome] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)  # what search.json holds
+
+
+def trial_frame(grid, space: SearchSpace, study: Study) -> pd.DataFrame:
+    """One row per trial with ``status`` (completed / stopped / failed) and ``error``: a trial that errored, or
+    trained to the end without a finite objective, is *failed*, never scored 0."""
+    from sasi.platform.interrupts import error_line
+
+    rows = []
+    for r in grid:
+        m, cfg = r.metrics or {}, r.config or {}
+        completed = bool(m.get(COMPLETED))
+        error = error_line(r.error) if r.error else ""
+        if not error and completed and not _finite(m.get(space.metric)):
+            error = f"{space.metric} is {m.get(space.metric)!r} at the end of training"
+        status = "failed" if error else "completed" if completed else "stopped"
+        rows.append({"trial_id": m.get("trial_id") or Path(str(r.path or "")).name, "method": study.method,
+                     "study": study.name, "shots": study.shots, "status": status, "error": error,
+                     **{k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                     **{f"config/{k}": v for k, v in cfg.items()}})
+    return pd.DataFrame(rows)
+
+
+def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOutcome:
+    """One Tuner over ``space`` at ``study.shots`` (resumed from its folder when asked)."""
+    from sasi.platform import tracking
+    from sasi.platform.runtime import reap_orphaned_placement_groups
+    from sasi.platform.studies import asha
+
+    storage, uri, res = ctx["storage"], ctx["uri"], ctx["resources"]
+    base = to_dict(space.config({"data.shots": study.shots}))
+    if not tracking.is_remote(base["data"]["dataset"]):
+        base["data"]["dataset"] = str(Path(base["data"]["dataset"]).resolve())
+    spec = TrialSpec(study.name, storage, uri, ctx["experiment"], ctx["parent"], base=base, workers=res.workers,
+                     gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
+                     extra_resources=res.extra, max_failures=0, split="val",
+                     tags={"sasi.study": study.name, "sasi.method": study.method, "sasi.phase": "search"})
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
+    callbacks: list[tune.Callback] = [CloseRuns(uri, ctx["experiment"]), ReapOrphans()]
+    if ctx["optuna_db"] and not tracking.is_remote(storage):
+        callbacks.append(OptunaMirror(f"sqlite:///{storage}/{study.name}-optuna.db", study.name, space))
+    if ctx["resume"] and tune.Tuner.can_restore(study.path):
+        reap_orphaned_placement_groups()
+        tuner = tune.Tuner.restore(study.path, trainable, resume_errored=True, restart_errored=False,
+                                   resume_unfinished=True)
+    else:
+        scheduler = ctx["scheduler"]
+        if scheduler == "asha":
+            scheduler = asha(space.config({"data.shots": study.shots}), space)
+        searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
+                                    sampler=optuna.samplers.TPESampler(seed=ctx["seed"]),
+                                    points_to_evaluate=[dict(p) for p in space.start] or None,
+                                    constraints={c.metric: c.max for c in space.constraints})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=space.metric,
+                                        mode=space.mode, num_samples=ctx["trials"],
+                                        max_concurrent_trials=res.max_concurrent),
+            # a failed search trial is recorded as failed and the search goes on; retrying a diverged
+            # configuration (NaN loss) would only fail again
+            run_config=tune.RunConfig(name=study.tune_name, storage_path=study.storage_path, callbacks=callbacks,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    with ctx["stop"].fit():
+        grid = tuner.fit()
+    ctx["stop"].check()
+    frame = trial_frame(grid, space, study)
+    best = _best(grid, space.metric, space.mode)
+    best_metrics = {k: v for k, v in ((best.metrics or {}) if best else {}).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    prefix = "" if study.single else f"N{study.shots}"
+    importances = _log_summary(uri, ctx["parent"], grid, frame, space, prefix) or {}
+    tag = f".N{study.shots}" if not study.single else ""
+    tracking.log_metrics(uri, ctx["parent"], {f"best_{k}{tag}": v for k, v in best_metrics.items()
+                                              if k.startswith(("val_", "test_"))})
+    full = spec.trial_config(dict(best.config or {})) if best else None
+    return StudyOutcome(study, frame, dict(best.config or {}) if best else None, best_metrics,
+                        to_dict(full) if full else None, importances)
 
 
 def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler: str | Any | None,
                storage: str, tracking_uri: str | None = None, resume: bool = False, *,
                workers_per_trial: int = 1, seed: int = 0, optuna_db: bool = True, restart: bool = False,
-               resume_command: str | None = None) -> SearchOutcome:
+               resume_command: str | None = None, shots: list[int] | None = None, confirm: int = 0,
+               baseline: SearchSpace | str | Path | None = None) -> SearchOutcome:
     """Run (or ``resume``) a Tune search over ``space``; the caller has connected to Ray.
+
+    ``shots`` (else ``space.shots``): one study per shot count; none: the single study at the base's
+    ``data.shots``. ``baseline``: a search space searched the same way (same trials, shot counts, seed) or the
+    folder of an earlier search (its ``search.json``). ``confirm`` K > 0: re-train each study's best
+    configuration (and the baseline's) with K fresh seeds and score them on the test tomograms
+    (:func:`sasi.platform.confirm.confirm`). Writes ``<storage>/<space>/search.json``.
 
     SIGINT/SIGTERM stop it cleanly (MLflow runs KILLED, no summary, :class:`~sasi.platform.interrupts.Interrupted`
     names ``resume_command``); ``restart`` detaches the search's old MLflow parent run.
 
-    ``scheduler``: ``"asha"`` (on the ``iteration`` metric, rungs from ``train.eval_every``), ``None``, or
-    any Tune ``TrialScheduler``.
+    ``scheduler``: ``"asha"`` (on the ``iteration`` metric, grace past ISS: :func:`sasi.platform.studies.asha`),
+    ``None``, or any Tune ``TrialScheduler``.
     """
-    from ray.tune.schedulers import ASHAScheduler
-
+    from sasi.platform import confirm as confirmation
     from sasi.platform import interrupts, tracking
-    from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
     from sasi.platform.report import publish_quietly
+    from sasi.platform.runtime import trial_resources
+    from sasi.platform.studies import studies_of
 
     storage = storage if tracking.is_remote(storage) else str(Path(storage).resolve())
     uri = tracking.resolve_tracking_uri(tracking_uri, storage)
@@ -189,60 +323,60 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     if restart:
         tracking.retire_parent(uri, experiment, space.name, f"{space.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
     parent = tracking.parent_run(uri, experiment, space.name, {"kind": "search", "space": space.source})
+    shots = list(shots or space.shots)
+    baseline_space = baseline if isinstance(baseline, SearchSpace) else None
     tracking.log_params(uri, parent, {"trials": trials, "gpus_per_trial": gpus_per_trial, "seed": seed,
-                                      "scheduler": scheduler or "none", "preset": space.preset})
+                                      "scheduler": scheduler if isinstance(scheduler, str) else
+                                      type(scheduler).__name__ if scheduler else "none",
+                                      "preset": space.preset, "shots": shots or "base", "confirm": confirm,
+                                      "baseline": getattr(baseline, "name", baseline) or "none"})
     resume_command = resume_command or interrupts.command_line(add=("--resume",))
     with interrupts.guarded(uri, experiment, parent, resume_command) as stop:
-        base = to_dict(space.config())
-        if not tracking.is_remote(base["data"]["dataset"]):
-            base["data"]["dataset"] = str(Path(base["data"]["dataset"]).resolve())
-        res = trial_resources(workers_per_trial, gpus_per_trial / max(1, workers_per_trial))
-        spec = TrialSpec(space.name, storage, uri, experiment, parent, base=base, workers=res.workers,
-                         gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"])
-        trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
-        path = f"{storage.rstrip('/')}/{space.name}"
-        callbacks: list[tune.Callback] = [CloseRuns(uri, experiment), ReapOrphans()]
-        if optuna_db and not tracking.is_remote(storage):
-            callbacks.append(OptunaMirror(f"sqlite:///{storage}/{space.name}-optuna.db", space.name, space))
-        if resume and tune.Tuner.can_restore(path):
-            reap_orphaned_placement_groups()
-            tuner = tune.Tuner.restore(path, trainable, resume_errored=True, restart_errored=False,
-                                       resume_unfinished=True)
-        else:
-            iterations = int(base["train"]["iterations"])
-            asha = ASHAScheduler(time_attr="iteration", max_t=iterations + 1,
-                                 grace_period=max(1, int(base["train"]["eval_every"]) or iterations),
-                                 reduction_factor=2) if scheduler == "asha" else scheduler
-            searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
-                                        sampler=optuna.samplers.TPESampler(seed=seed),
-                                        constraints={c.metric: c.max for c in space.constraints})
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=asha, metric=space.metric,
-                                            mode=space.mode, num_samples=trials,
-                                            max_concurrent_trials=res.max_concurrent),
-                run_config=tune.RunConfig(name=space.name, storage_path=storage, callbacks=callbacks,
-                                          failure_config=tune.FailureConfig(max_failures=1)),
-            )
-        with stop.fit():
-            grid = tuner.fit()
-        stop.check()
-        interrupts.raise_if_all_failed(grid)
-        frame = grid.get_dataframe()
-        best = _best(grid, space.metric, space.mode)
-        best_metrics = {k: v for k, v in (best.metrics or {}).items() if isinstance(v, (int, float))}
-        tracking.log_metrics(uri, parent, {f"best_{k}": v for k, v in best_metrics.items()
-                                           if k.startswith(("val_", "test_"))})
-        _log_summary(uri, parent, grid, frame, space)
+        res = trial_resources(workers_per_trial, gpus_per_trial / max(1, workers_per_trial), trials=trials)
+        ctx = {"storage": storage, "uri": uri, "experiment": experiment, "parent": parent, "resources": res,
+               "resume": resume, "scheduler": scheduler, "seed": seed, "trials": trials, "optuna_db": optuna_db,
+               "stop": stop}
+        outcomes = [_run_study(sp, study, ctx) for sp in [space] + ([baseline_space] if baseline_space else [])
+                    for study in studies_of(sp, storage, shots)]
+        if all(o.best_config is None for o in outcomes):
+            raise SasiError(f"no trial of {space.name} trained to the end with a score "
+                            f"(first error: {_first_error(outcomes) or 'none recorded'})")
+        summary = {"name": space.name, "metric": space.metric, "seed": seed, "trials_per_study": trials,
+                   "studies": [o.entry() for o in outcomes]}
+        if baseline is not None and baseline_space is None:
+            summary["studies"] += confirmation.baseline_studies(baseline, shots or [o.study.shots for o in outcomes])
+        if confirm > 0:
+            confirmation.confirm(summary, confirm, ctx, baseline=getattr(baseline, "name", None)
+                                 or confirmation.baseline_name(baseline))
+        frame = pd.concat([o.frame for o in outcomes], ignore_index=True)
+        confirmation.write_summary(summary, f"{storage.rstrip('/')}/{space.name}", uri, parent)
+        if baseline_space is not None:
+            own = {**summary, "name": baseline_space.name,
+                   "studies": [s for s in summary["studies"] if s["method"] == baseline_space.name]}
+            confirmation.write_summary(own, f"{storage.rstrip('/')}/{baseline_space.name}", None, None)
+        failed = int((frame["status"] == "failed").sum()) if "status" in frame else 0
+        tracking.log_metrics(uri, parent, {"trials_failed": failed, "trials_total": len(frame)})
         tracking.finish(uri, parent)
     report = publish_quietly(parent, uri, storage, space.name)
-    return SearchOutcome(dict(best.config or {}), best_metrics, frame, path, report)
+    first = outcomes[0]
+    return SearchOutcome(first.best_config or {}, first.best_metrics, frame, outcomes[0].study.path, report,
+                         outcomes, summary)
+
+
+def _first_error(outcomes: list[StudyOutcome]) -> str:
+    for o in outcomes:
+        errors = [e for e in o.frame.get("error", pd.Series(dtype=str)) if e]
+        if errors:
+            return errors[0]
+    return ""
 
 
 def _best(grid, metric: str, mode: str):
-    """Best trial among those that trained to the end (stopped trials' early scores don't count)."""
-    done = [r for r in grid if (r.metrics or {}).get(COMPLETED) and (r.metrics or {}).get(metric) is not None]
+    """Best trial among those that trained to the end with a finite score (stopped trials' early scores and
+    failed trials don't count); ``None`` when there is none."""
+    done = [r for r in grid if not r.error and (r.metrics or {}).get(COMPLETED) and _finite((r.metrics or {}).get(metric))]
     if not done:
-        return grid.get_best_result(metric, mode, filter_nan_and_inf=True)
+        return None
     sign = 1 if mode == "max" else -1
     return max(done, key=lambda r: sign * r.metrics[metric])
+
