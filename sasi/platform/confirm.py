@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from itertools import count
+from itertools import count, islice
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def baseline_studies(folder: str | Path, shots: list[int]) -> list[dict[str, Any
 
 
 def fresh_seeds(k: int, used: set[int]) -> list[int]:
-    return [s for s in count(1) if s not in used][:k]
+    return list(islice((s for s in count(1) if s not in used), k))
 
 
 def confirm(summary: dict[str, Any], k: int, ctx: dict[str, Any], baseline: str | None) -> pd.DataFrame:

@@ -102,6 +102,18 @@ def _score_items(data: SuiteData, metric: str) -> list[Item] | None:
     return items
 
 
+def _search_items(search: dict) -> list[Item]:
+    """Per study (method × shots): best configuration, best val F1, test F1 ± CI and the paired gain against the
+    baseline on the confirmation seeds, and the top parameter importances."""
+    from sasi.platform.confirm import summary_frame
+
+    seeds = search.get("confirm_seeds") or []
+    note = (f"test F1 ± 95% CI over confirmation seeds {seeds} (test tomograms); paired gain = mean over the same "
+            f"seeds and labelled particles of {search['name']} − {search.get('baseline') or 'baseline'}"
+            if seeds else "not confirmed on the test tomograms (sasi tune --confirm K)")
+    return [note, Table.of(summary_frame(search), digits=3)]
+
+
 def _compute_items(data: SuiteData) -> list[Item]:
     compute = compute_table(data)
     if compute.empty:
@@ -145,6 +157,8 @@ def build(data: SuiteData, metric: str = "test_class_f1") -> Report:
     scores = _score_items(data, metric)
     if scores is not None:
         sections.append((f"{metric} (mean ± 95% CI over seeds)", scores))
+    if data.search:
+        sections.append(("Search per shot count", _search_items(data.search)))
     if data.images:
         sections.append(("Search parameters", [Figure(Path(k).stem, title, data.images[k])
                                                for k, title in SEARCH_PNGS.items() if k in data.images]))

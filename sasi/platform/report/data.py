@@ -11,7 +11,10 @@ import pandas as pd
 GRID = ("variant", "shots", "seed")
 TRIAL_PNGS = ("training_curves.png", "slice.png", "per_class_f1.png")
 SEARCH_PNGS = {"param_importances.png": "parameter importances (PED-ANOVA)",  # a search's parent run
-               "parallel_coordinates.png": "parallel coordinates of the complete trials"}
+               "parallel_coordinates.png": "parallel coordinates of the complete trials",
+               "search_f1_vs_shots.png": "test class-aware F1 against shots per class, each study's best "
+                                         "configuration (mean ± 95% CI over the confirmation seeds)"}
+SEARCH_SUMMARY = "search.json"  # a search's per-shot-count summary (sasi.platform.confirm)
 # tags or params that tell how many GPUs one trial held (first found wins; see ``Trial.gpus``)
 GPU_KEYS = ("sasi.gpus", "gpus_per_trial", "resources.gpus_per_trial")
 
@@ -90,6 +93,7 @@ class SuiteData:
     started: int | None = None  # ms since the epoch
     notes: list[str] = field(default_factory=list)
     images: dict[str, bytes] = field(default_factory=dict)  # the parent run's SEARCH_PNGS
+    search: dict[str, Any] | None = None  # a search's SEARCH_SUMMARY (one study per shot count)
 
 
 def frame_from_trials(trials: list[Trial]) -> pd.DataFrame:
@@ -103,6 +107,6 @@ def frame_from_trials(trials: list[Trial]) -> pd.DataFrame:
         row["run_id"] = t.run_id
         rows.append(row)
     frame = pd.DataFrame(rows)
-    if "test_f1" not in frame:
-        frame["test_f1"] = math.nan
+    if "test_class_f1" not in frame:
+        frame["test_class_f1"] = math.nan
     return frame

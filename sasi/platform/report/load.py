@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from sasi.errors import SasiError
-from sasi.platform.report.data import GRID, SEARCH_PNGS, TRIAL_PNGS, SuiteData, Trial, frame_from_trials
+from sasi.platform.report.data import (GRID, SEARCH_PNGS, SEARCH_SUMMARY, TRIAL_PNGS, SuiteData, Trial,
+                                       frame_from_trials)
 from sasi.platform.figures import training_curves
 from sasi.platform.report.figures import png_of
 from sasi.platform.tracking import EXPERIMENT, ROLE_TAG, SUITE_TAG, resolve_tracking_uri
@@ -144,6 +145,20 @@ def _pictures(uri: str, parent, trials: list[Trial], into: Path) -> dict[str, by
     return {k: p.read_bytes() for k, p in files.items()}
 
 
+def _search_summary(uri: str | None, parent, folder: Path | None, name: str, into: Path) -> dict | None:
+    """A search's ``search.json``: from ``<storage>/<name>/`` when local, else from its parent run."""
+    import json
+
+    for path in ([folder / name / SEARCH_SUMMARY, folder / SEARCH_SUMMARY] if folder is not None else []):
+        if path.is_file():
+            return json.loads(path.read_text())
+    if uri and parent is not None:
+        got = _download(uri, parent.info.run_id, (SEARCH_SUMMARY,), into / "summary")
+        if SEARCH_SUMMARY in got:
+            return json.loads(got[SEARCH_SUMMARY].read_text())
+    return None
+
+
 def load(target: str | os.PathLike, tracking_uri: str | None = None, suite: str | None = None,
          images: bool = True) -> SuiteData:
     """Gather a suite's results, runs and pictures from a storage folder, a suite folder or a run ID."""
@@ -170,13 +185,14 @@ def load(target: str | os.PathLike, tracking_uri: str | None = None, suite: str 
                 results = pd.read_parquet(got["results.parquet"])
         if images and parent is not None:
             search_images = _pictures(uri, parent, trials, Path(tmp))
+        search = _search_summary(uri, parent, folder, name, Path(tmp))
     if results is None or not set(GRID) <= set(results.columns):
         if results is not None and trials:
             notes.append("results.parquet has no variant/shots/seed columns (a search?): table from the runs")
         results = frame_from_trials(trials) if trials else results
     if results is None:
         raise SasiError("found no trials (no results.parquet and no child runs)", target)
-    data = SuiteData(name, target, results, trials, uri, notes=notes, images=search_images)
+    data = SuiteData(name, target, results, trials, uri, notes=notes, images=search_images, search=search)
     if parent is not None:
         data.parent_id, data.parent_status = parent.info.run_id, parent.info.status
         data.parent_tags, data.parent_params = dict(parent.data.tags), dict(parent.data.params)
