@@ -173,7 +173,7 @@ def train(
         run_id = tracking.parent_run(uri, tracking.ensure_experiment(uri), run_name, {"kind": "train"})
         tracking.log_params(uri, run_id, tracking.flatten(to_dict(cfg)))
     if workers > 0:
-        init_ray()
+        init_ray(log_to_driver=True)  # one run: its workers' progress is the console's
     outcome = run_training(cfg, workers, gpus_per_worker, root, run_name, uri, run_id)
     if uri and run_id:
         tracking.set_tags(uri, run_id, {"checkpoint": outcome.checkpoint})

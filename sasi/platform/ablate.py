@@ -168,6 +168,7 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
 
     from sasi.platform import interrupts, summary, tracking
     from sasi.platform.figures import f1_vs_shots
+    from sasi.platform.progress import Progress, collect_worker_logs, quiet_tune
     from sasi.platform.runtime import reap_orphaned_placement_groups, trial_resources
     from sasi.platform.trial import CloseRuns, ReapOrphans, TrialSpec, trial_driver
     from sasi.platform.report import publish_quietly
@@ -186,8 +187,9 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
         dataset = ensure_data(suite, storage)
         variants = suite.configs(dataset, QUICK if quick else None)
         r = suite.resources
+        trials = len(variants) * len(suite.shots) * len(suite.seeds)
         res = trial_resources(r.workers, r.gpus_per_worker, r.per_worker, max_concurrent=r.max_concurrent,
-                              trials=len(variants) * len(suite.shots) * len(suite.seeds))
+                              trials=trials)
         spec = TrialSpec(name, storage, uri, experiment, parent, variants=variants, workers=res.workers,
                          gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
                          extra_resources=res.extra)
@@ -205,12 +207,17 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
                 # the generator limits concurrency itself (Tune ignores max_concurrent_trials for it)
                 tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent,
                                                                              random_state=0)),
-                run_config=tune.RunConfig(name=name, storage_path=storage,
-                                          callbacks=[CloseRuns(uri, experiment), ReapOrphans()],
+                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
+                                          callbacks=[CloseRuns(uri, experiment), ReapOrphans(),
+                                                     Progress(name, trials)],
                                           failure_config=tune.FailureConfig(max_failures=1)),
             )
-        with stop.fit():
-            grid = tuner.fit()
+        quiet_tune()
+        try:
+            with stop.fit():
+                grid = tuner.fit()
+        finally:
+            logs = collect_worker_logs(f"{path}/logs")
         stop.check()
         results = results_frame(grid)
         table = summary.summarise(results)
@@ -225,5 +232,5 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
     if console is not None:
         console.print(summary.rich_table(table, title=f"{name}: test class-aware F1 (localisation F1), mean ± 95% CI over seeds"))
         console.print(f"results: {path}/results.parquet · summary: {path}/summary.md · MLflow: {uri}"
-                      + (f" · report: {report}" if report else ""))
+                      + (f" · report: {report}" if report else "") + (f" · worker logs: {logs}" if logs else ""))
     return results, table

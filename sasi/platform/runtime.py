@@ -9,16 +9,21 @@ DRIVER_SLOT = "train_driver"  # custom resource the cluster head offers for Tune
 DRIVER_CPU = 0.05  # CPU share of a trial driver when the cluster has no ``train_driver`` resource
 
 
-def init_ray(num_cpus: int | None = None) -> None:
-    """Join the job's cluster inside ``ray job submit`` (``RAY_ADDRESS`` set), else start a local one."""
+def init_ray(num_cpus: int | None = None, log_to_driver: bool = False) -> None:
+    """Join the job's cluster inside ``ray job submit`` (``RAY_ADDRESS`` set), else start a local one.
+
+    Worker output (Ray Train's "Reporting training result ...", trial stdout) stays in the session's log files
+    unless ``log_to_driver`` (``sasi train``: one run's progress); suites and searches copy it under their storage
+    folder (:func:`sasi.platform.progress.collect_worker_logs`) and show one progress view.
+    """
     import ray
 
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()
+        ray.init(log_to_driver=log_to_driver)
     else:
-        ray.init(address="local", include_dashboard=True, num_cpus=num_cpus, log_to_driver=True)
+        ray.init(address="local", include_dashboard=True, num_cpus=num_cpus, log_to_driver=log_to_driver)
 
 
 @dataclass(frozen=True)

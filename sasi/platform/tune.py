@@ -238,6 +238,7 @@ def trial_frame(grid, space: SearchSpace, study: Study) -> pd.DataFrame:
 def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOutcome:
     """One Tuner over ``space`` at ``study.shots`` (resumed from its folder when asked)."""
     from sasi.platform import tracking
+    from sasi.platform.progress import Progress, collect_worker_logs, quiet_tune
     from sasi.platform.runtime import reap_orphaned_placement_groups
     from sasi.platform.studies import asha
 
@@ -250,7 +251,8 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
                      extra_resources=res.extra, max_failures=0, split="val",
                      tags={"sasi.study": study.name, "sasi.method": study.method, "sasi.phase": "search"})
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
-    callbacks: list[tune.Callback] = [CloseRuns(uri, ctx["experiment"]), ReapOrphans()]
+    callbacks: list[tune.Callback] = [CloseRuns(uri, ctx["experiment"]), ReapOrphans(),
+                                      Progress(study.tune_name, ctx["trials"])]
     if ctx["optuna_db"] and not tracking.is_remote(storage):
         callbacks.append(OptunaMirror(f"sqlite:///{storage}/{study.name}-optuna.db", study.name, space))
     if ctx["resume"] and tune.Tuner.can_restore(study.path):
@@ -273,10 +275,16 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
             # a failed search trial is recorded as failed and the search goes on; retrying a diverged
             # configuration (NaN loss) would only fail again
             run_config=tune.RunConfig(name=study.tune_name, storage_path=study.storage_path, callbacks=callbacks,
+                                      verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
-    with ctx["stop"].fit():
-        grid = tuner.fit()
+    quiet_tune()
+    try:
+        with ctx["stop"].fit():
+            grid = tuner.fit()
+    finally:
+        if not tracking.is_remote(study.path):
+            collect_worker_logs(f"{study.path}/logs")
     ctx["stop"].check()
     frame = trial_frame(grid, space, study)
     best = _best(grid, space.metric, space.mode)
