@@ -115,6 +115,7 @@ def main() -> None:
     p.add_argument("--detection-out", default="benchmarks/results/detection.json")
     p.add_argument("--runs", nargs="*", default=[], help="more .runs.jsonl files to merge (earlier sessions)")
     p.add_argument("--report-only", action="store_true", help="summarise the recorded runs, train nothing")
+    p.add_argument("--note", default="", help="where and how the recorded runs were made (kept in the JSON)")
     args = p.parse_args()
     if args.quick:
         args.recipe, args.iterations, args.batch, args.channels = "tiny-v1", 150, 4, [8, 12, 16]
@@ -125,7 +126,7 @@ def main() -> None:
     runs = {key(r): r for path in [*args.runs, log] if Path(path).exists()
             for r in map(json.loads, Path(path).read_text().splitlines()) if "error" not in r}
     meta = {"recipe": args.recipe, "iterations": args.iterations, "batch": args.batch, "channels": args.channels,
-            "date": datetime.date.today().isoformat()}
+            "date": datetime.date.today().isoformat(), **({"note": args.note} if args.note else {})}
     if not args.report_only:
         meta |= run_missing(args, runs, log)
     report(list(runs.values()), out, Path(args.detection_out), meta)
