@@ -7,7 +7,7 @@ from sasi.platform.progress import Progress, collect_worker_logs
 
 
 def trials(*statuses):
-    return [SimpleNamespace(status=s) for s in statuses]
+    return [SimpleNamespace(status=s, trial_id=str(i)) for i, s in enumerate(statuses)]
 
 
 def test_progress_counts_eta_and_one_line_per_change(capsys):

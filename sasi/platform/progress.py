@@ -43,7 +43,8 @@ class Progress(tune.Callback):
     def _reset(self) -> None:
         self._live = self._console = None
         self._started = time.monotonic()
-        self._done_at_start: int | None = None
+        self._begun: dict[str, float] = {}  # trial id → when it was seen running (this session)
+        self._durations: list[float] = []  # trials seen from start to end (this session)
         self._last = ""
 
     def __getstate__(self) -> dict:
@@ -71,16 +72,23 @@ class Progress(tune.Callback):
         done, running, failed = counts["TERMINATED"], counts["RUNNING"], counts["ERROR"]
         total = max(self.total or 0, len(trials))
         pending = total - done - running - failed
-        if self._done_at_start is None:
-            self._done_at_start = done + failed
-        elapsed = time.monotonic() - self._started
-        finished_here = done + failed - self._done_at_start
+        now = time.monotonic()
+        for t in trials:
+            key = getattr(t, "trial_id", id(t))
+            if t.status == "RUNNING":
+                self._begun.setdefault(key, now)
+            elif key in self._begun and t.status in ("TERMINATED", "ERROR"):
+                self._durations.append(now - self._begun.pop(key))
         if pending + running == 0:
             eta = "finished"
-        elif finished_here:
-            eta = f"ETA {_clock(elapsed / finished_here * (pending + running))}"
+        elif self._durations:  # mean trial time: what the running trials still need, then waves of the pending
+            mean = sum(self._durations) / len(self._durations)
+            left = max([mean - (now - t0) for t0 in self._begun.values()] + [0.0])
+            waves = -(-pending // max(1, running))
+            eta = f"ETA {_clock(left + waves * mean)}"
         else:
             eta = "ETA after the first trial"
+        elapsed = now - self._started
         return (f"{self.name}: {done}/{total} done · {running} running · {pending} pending · {failed} failed · "
                 f"{_clock(elapsed)} elapsed · {eta}")
 
