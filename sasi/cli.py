@@ -319,7 +319,8 @@ def predict(
     from sasi.io import read_mrc, write_particles
     from sasi.io.mrc import check_tomogram
     from sasi.scoring import checkpoint_detection
-    from sasi.train.loop import load_checkpoint, resolve_device, use_fast_layout
+    from sasi.train.checkpoint import load_checkpoint, resolve_device
+    from sasi.train.loop import use_fast_layout
 
     net, config, state = load_checkpoint(checkpoint)
     config = apply_overrides(config, _sets(set_), "--set")  # e.g. detect.tile, train.amp

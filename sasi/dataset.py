@@ -12,6 +12,10 @@ Layout (written by ``sasi simulate``; users can build the same for their own dat
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,24 @@ class Dataset:
                 "splits": self.splits, **self.meta}
         path.write_text(yaml.safe_dump(body, sort_keys=False))
         return path
+
+
+@contextmanager
+def writing_dataset(out: str | Path) -> Iterator[Path]:
+    """Write a dataset all or nothing: yields a staging folder beside ``out`` (missing or empty) that becomes
+    ``out`` when the block ends without error; after an error nothing is left."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise SasiError("output folder exists and is not empty", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_dataset(root: str | Path) -> Dataset:

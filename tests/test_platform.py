@@ -41,15 +41,6 @@ def tiny_overrides(dataset: str, **train) -> dict:
             "detect": {"min_size": 10}}
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    os.environ.update(RAY_TEST_ENV)
-    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
 
 
 

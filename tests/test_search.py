@@ -6,14 +6,13 @@ Optuna and SQLite MLflow; tiny-v1 data, 6 iterations; 12 Train-in-Tune trials (~
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from _helpers import RAY_TEST_ENV, mlflow_runs
+from _helpers import mlflow_runs
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 SHOTS = (1, 2)  # tiny-v1 at (32, 64, 64) labels 2-3 particles of each class
@@ -36,15 +35,6 @@ def data(tmp_path_factory) -> str:
                      progress=False)
     return str(out)
 
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    os.environ.update(RAY_TEST_ENV)
-    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def baseline_folder(folder: Path, dataset: str) -> Path:

@@ -10,7 +10,8 @@ from sasi.config import from_dict
 from sasi.scoring import score_checkpoint
 from sasi.simulate import SimulationConfig, simulate_dataset
 from sasi.train.config import SasiConfig
-from sasi.train.loop import Trainer, load_checkpoint
+from sasi.train.checkpoint import load_checkpoint
+from sasi.train.loop import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +110,6 @@ def _ssl_trainer(pair, preset, **overrides):
 @pytest.mark.parametrize("preset", ["sasi", "sasi-faithful"])
 def test_trains_with_iss_infill_and_consistency(pair, preset):
     import math
-
-    import torch
 
     trainer = _ssl_trainer(pair, preset)
     result = trainer.run()

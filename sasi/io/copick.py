@@ -15,8 +15,6 @@ session id of your choice.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sasi.dataset import Dataset
+from sasi.dataset import Dataset, writing_dataset
 from sasi.errors import SasiError
 from sasi.io.mrc import write_mrc
 from sasi.io.particles import make_particles, particles_to_voxels, validate_particles, write_particles
@@ -99,17 +97,12 @@ def import_copick(config: str | Path, out: str | Path, *, voxel_size: float | No
     ``test``, and runs without picks to ``unlabelled``.
     """
     root = open_project(config)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise SasiError("output folder exists and is not empty", out)
     radii = particle_objects(root, classes)
     names = list(radii)
     chosen = _choose_runs(root, runs)
     voxel = _choose_voxel_size(chosen, voxel_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     labelled, unlabelled, types = [], [], set()
-    try:
+    with writing_dataset(out) as staging:
         for run in chosen:
             tomogram = _choose_tomogram(run, voxel, tomo_type)
             if tomogram is None:
@@ -137,12 +130,7 @@ def import_copick(config: str | Path, out: str | Path, *, voxel_size: float | No
                                            "session_id": session_id},
                                 "occupancy": "spheres of the class radius around each pick"})
         dataset.save()
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    dataset.root = out
+    dataset.root = Path(out)
     return dataset
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from sasi.config import to_dict
-from sasi.dataset import Dataset
+from sasi.dataset import Dataset, writing_dataset
 from sasi.errors import SasiError
 from sasi.io import write_mrc, write_particles
 from sasi.io.particles import make_particles, voxels_to_angstrom
@@ -92,16 +90,11 @@ def simulate_dataset(out: str | Path, config: SimulationConfig, splits: dict[str
     """Simulate ``sum(splits)`` tomograms into ``out`` (written atomically: all or nothing)."""
     from tqdm import tqdm
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise SasiError("output folder exists and is not empty", out)
     templates = resolve_templates(config)
     names = {split: [f"{split}_{i:02d}" for i in range(n)] for split, n in splits.items()}
     flat = [n for group in names.values() for n in group]
     seeds = np.random.SeedSequence(seed).spawn(len(flat))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with writing_dataset(out) as staging:
         for name, s in zip(tqdm(flat, desc="simulate", disable=not progress), seeds):
             tomo = simulate_tomogram(config, templates, s, name)
             write_tomogram(staging / name, tomo, config.voxel_size)
@@ -114,10 +107,5 @@ def simulate_dataset(out: str | Path, config: SimulationConfig, splits: dict[str
                           voxel_size=config.voxel_size, splits=names,
                           meta={"recipe": recipe, "seed": seed, "simulation": to_dict(config)})
         dataset.save()
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    dataset.root = out
+    dataset.root = Path(out)
     return dataset

@@ -25,7 +25,7 @@ from sasi.method.infill import volume_infill
 from sasi.method.losses import SegmentationLoss
 from sasi.metrics import VALIDATION_METRICS
 from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
-from sasi.train.checkpoint import CHECKPOINT, load_checkpoint, resolve_device  # noqa: F401 - re-exported
+from sasi.train.checkpoint import CHECKPOINT, resolve_device
 from sasi.train.config import SasiConfig, ScheduleConfig
 from sasi.train.crops import crop, random_flips, random_rotations, window_centres
 from sasi.train.network import SasiNet
