@@ -44,7 +44,7 @@ def test_smoke_suite_as_ray_job(tmp_path):
         _wait_for_http(f"http://127.0.0.1:{dash}/api/version", timeout=120)
         print(f"head up: {time.perf_counter() - started:.1f} s")
         submit = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
-                  "--", "sasi", "ablate", "ablations/smoke.yaml", "--storage", str(storage)]
+                  "--", "sasi", "ablate", "ablations/smoke.yaml", "--quick", "--storage", str(storage)]
         deadline = time.time() + 120  # the job agent registers a few seconds after the dashboard answers
         while True:
             job = subprocess.run(submit, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -56,9 +56,10 @@ def test_smoke_suite_as_ray_job(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
-    results = pd.read_parquet(storage / "smoke" / "results.parquet")
-    assert sorted(results["variant"]) == ["infill", "supervised-only"] and results["test_class_f1"].notna().all()
-    assert "| variant | 3 shots |" in (storage / "smoke" / "summary.md").read_text()
+    results = pd.read_parquet(storage / "smoke-quick" / "results.parquet")
+    assert sorted(results["variant"]) == ["sasi-star-faithful", "supervised-only"]
+    assert results["test_class_f1"].notna().all()
+    assert "| variant | 5 shots |" in (storage / "smoke-quick" / "summary.md").read_text()
     _, runs = mlflow_runs(f"sqlite:///{storage.resolve()}/mlflow.db")
     assert sorted(r.data.tags.get("sasi.role") for r in runs) == ["suite", "trial", "trial"]
     assert {r.info.status for r in runs} == {"FINISHED"}
