@@ -1,7 +1,7 @@
 """Fault injection through the CLI: SIGKILL the driver of a tiny `sasi ablate`, rerun the same command.
 
 Nothing lost (every grid point ends with one FINISHED MLflow child run and a result row), nothing duplicated.
-About 80 s on an idle 2-core machine (Ray starts twice); 240 s measured at load average 6-8.
+Ray starts twice: 240 s measured at load average 6-8 on 2 shared cores, less on an idle machine.
 """
 
 import os
