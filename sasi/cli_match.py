@@ -20,6 +20,7 @@ def match(
     templates: Annotated[Optional[str], typer.Option(help="Folder of <class>.mrc/.pdb/.cif (default: the simulator's templates).")] = None,
     tilt_range: Annotated[Optional[float], typer.Option(help="± tilt range (°) for the missing wedge (default: from the dataset).")] = None,
     defocus: Annotated[Optional[float], typer.Option(help="CTF defocus (µm) applied to the templates (default: from the dataset).")] = None,
+    contrast: Annotated[str, typer.Option(help="Particles dark or bright in the tomogram; auto: from the dataset's imaging (else dark).")] = "auto",
     exclusion: Annotated[float, typer.Option(help="Exclusion sphere radius as a fraction of the class radius.")] = 1.0,
     batch: Annotated[int, typer.Option(help="Rotations per batched FFT (GPU memory ≈ batch × 6 × tomogram size).")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -34,7 +35,7 @@ def match(
 
     ds = load_dataset(dataset)
     config = MatchConfig(angle_step=angle_step, templates=templates, tilt_range=tilt_range, defocus_um=defocus,
-                         exclusion=exclusion, batch=batch, device=device)
+                         contrast=contrast, exclusion=exclusion, batch=batch, device=device)
     report = match_and_score(ds, split, val_split, config, log=console.print)
     shape = ds.tomogram(ds.names(split)[0]).shape
     write_particles(report.picks, out, voxel_size=ds.voxel_size, shape_zyx=shape)

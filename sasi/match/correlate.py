@@ -6,7 +6,8 @@ voxel ``x`` is
     NCC_R(x) = Σ_u (f ∗ R t)(u) · v(x + u)  /  ( ‖f ∗ R t‖ · √N_M · σ_M(x) )
 
 with ``v`` the tomogram (zero mean, unit variance), ``f`` the imaging filter (missing wedge of a ±tilt
-single-axis series about y, times the CTF or a contrast flip, DC removed) applied to the template in
+single-axis series about y, times the CTF or a contrast flip, the sign set by whether particles are dark in the
+tomogram, DC removed) applied to the template in
 Fourier space, and ``σ_M(x)`` the local standard deviation of ``v`` under a sphere of ``N_M`` voxels
 that holds the template. The sphere makes ``σ_M`` the same for every rotation, so it is computed once
 per class and the division happens after the maximum over rotations (as with pytom-match-pick's
@@ -35,7 +36,7 @@ class Imaging:
 
     tilt_range: float | None = 60.0  # ± degrees about y
     defocus_um: float | None = 3.0  # CTF at 300 kV; None: no CTF
-    dark: bool = True  # particles darker than the background (used when there is no CTF)
+    dark: bool = True  # particles darker than the background; False flips the filter's sign (CTF or not)
 
 
 def filter_spectrum(shape: tuple[int, int, int], voxel_size: float, imaging: Imaging) -> np.ndarray:
@@ -48,7 +49,9 @@ def filter_spectrum(shape: tuple[int, int, int], voxel_size: float, imaging: Ima
         wedge = np.abs(kz) <= np.tan(np.deg2rad(imaging.tilt_range)) * np.abs(kx) + 1e-12
         out *= wedge | ((kx == 0) & (kz == 0))
     if imaging.defocus_um is not None:
-        out *= ctf(np.sqrt(kz**2 + ky**2 + kx**2), imaging.defocus_um)
+        out *= ctf(np.sqrt(kz**2 + ky**2 + kx**2), imaging.defocus_um)  # negative at low frequency: dark
+        if not imaging.dark:
+            out *= -1
     elif imaging.dark:
         out *= -1
     out[0, 0, 0] = 0

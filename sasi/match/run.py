@@ -35,6 +35,7 @@ class MatchConfig:
     templates: str | None = None  # folder of <class>.mrc/.pdb/.cif; None: the dataset's simulator templates
     tilt_range: float | None = None  # ± degrees; None: from the manifest (no wedge if it has none)
     defocus_um: float | None = None  # CTF defocus; None: from the manifest (else a contrast flip only)
+    contrast: str = "auto"  # "dark" / "bright" particles; auto: from the manifest's imaging path, else dark
     exclusion: float = 1.0  # exclusion sphere radius as a fraction of the class radius
     floor_sigma: float = 2.0  # candidate peaks: score ≥ mean + floor_sigma · std of the class's map
     max_peaks: int = 2000  # candidates per class and tomogram
@@ -80,11 +81,25 @@ def dataset_templates(dataset: Dataset, folder: str | None = None) -> dict[str, 
 
 
 def dataset_imaging(dataset: Dataset, config: MatchConfig) -> Imaging:
-    """Missing wedge and CTF of the dataset (manifest ``simulation``), overridden by ``config``."""
+    """Missing wedge, CTF and contrast of the dataset (manifest ``simulation``), overridden by ``config``.
+
+    Contrast matters as much as the CTF: a template of the wrong sign anti-correlates with every particle. The
+    simulator's tilt-series path shows particles bright (torch-ctf's CTF sign), its Fourier path dark
+    (:data:`sasi.simulate.imaging.PARTICLES_DARK`); data that was not simulated is taken as dark (underfocus,
+    not inverted) unless ``config.contrast`` says otherwise.
+    """
+    from sasi.simulate.imaging import PARTICLES_DARK
+
     sim = dataset.meta.get("simulation") or {}
     tilt = config.tilt_range if config.tilt_range is not None else sim.get("tilt_range")
     defocus = config.defocus_um if config.defocus_um is not None else sim.get("defocus_um")
-    return Imaging(tilt_range=tilt, defocus_um=defocus, dark=True)
+    if config.contrast == "auto":
+        dark = PARTICLES_DARK.get(sim.get("imaging", "wedge"), True) if sim else True
+    elif config.contrast in ("dark", "bright"):
+        dark = config.contrast == "dark"
+    else:
+        raise SasiError(f"contrast must be auto, dark or bright, got {config.contrast!r}")
+    return Imaging(tilt_range=tilt, defocus_um=defocus, dark=dark)
 
 
 def resolve_device(name: str) -> torch.device:

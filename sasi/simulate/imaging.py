@@ -2,6 +2,10 @@
 
 Both apply the missing wedge of a single-axis tilt series (tilt axis = y), a phase-contrast CTF at
 300 kV and white Gaussian noise at a signal-to-noise ratio ``snr`` (signal variance / noise variance).
+
+Contrast differs between the two paths (see :data:`PARTICLES_DARK`): the Fourier path multiplies by :func:`ctf`
+(negative at low frequency: particles darker than the background, as in underfocused cryo-ET), the tilt-series
+path by torch-ctf's CTF, which is positive at low frequency: its reconstructions show particles *bright*.
 """
 
 from __future__ import annotations
@@ -12,6 +16,11 @@ from scipy import fft
 VOLTAGE_KV = 300.0
 CS_MM = 2.7
 AMPLITUDE_CONTRAST = 0.07
+
+# Whether particles (positive density) come out darker than the background, per ``SimulationConfig.imaging``.
+# The tilt-series path's opposite sign is torch-ctf's convention; it is recorded here rather than changed because
+# the versioned recipes' data (shrec-like-v1) depend on it. Whatever models the imaging (template matching) reads it.
+PARTICLES_DARK = {"wedge": True, "tiltseries": False}
 
 
 def electron_wavelength(voltage_kv: float = VOLTAGE_KV) -> float:
