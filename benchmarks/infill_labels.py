@@ -41,7 +41,7 @@ def main() -> None:
                                          "data.label_radius_scale": args.label_radius_scale,
                                          "train.batch_size": 16, "train.device": "cpu", "train.seed": args.seed})
     trainer = Trainer(config, progress=False)
-    trainer.config.infill.enabled = False  # plain label crops; infill is applied below, once per rule
+    trainer.config = replace(config, infill=replace(config.infill, enabled=False))  # plain label crops; infill below
     masks = torch.cat([trainer.supervised_batch()[1] for _ in range(-(-args.crops // 16))])[:args.crops]
     rows = [{"mask_rule": rule, **label_faithfulness(masks, trainer.n_classes, replace(config.infill, mask_rule=rule),
                                                      args.seed)} for rule in MASK_RULES]

@@ -315,7 +315,9 @@ def predict(
     import pyarrow as pa
 
     from sasi.config import apply_overrides
-    from sasi.detect import DetectConfig, detect
+    from dataclasses import replace
+
+    from sasi.detect import detect
     from sasi.io import read_mrc, write_particles
     from sasi.io.mrc import check_tomogram
     from sasi.scoring import checkpoint_detection
@@ -327,7 +329,7 @@ def predict(
     dev = resolve_device(device)
     use_fast_layout(net.to(dev), config.train, dev)
     geometry, min_score = checkpoint_detection(config, state)
-    settings = DetectConfig(**{**vars(config.detect), "mode": mode}) if mode else config.detect
+    settings = replace(config.detect, mode=mode) if mode else config.detect
     tables, shape = [], None
     for path, tomo_name in zip(tomograms, names):
         tomo = read_mrc(path, expect_voxel_size=state["voxel_size"])

@@ -135,11 +135,12 @@ def env(tmp_path_factory):
     run_config("run-zero-shots", p["ds"], shots=0)
     run_config("run-no-val-tomo", p["ds"], val_tomogram="val_99")
 
-    def space(name: str, dataset: Path, metric="val_class_f1", params=None, shots=2):
+    def space(name: str, dataset: Path, metric="val_class_f1", params=None, shots=2, studies=None):
         body = {"name": name, "preset": "df-cc3d",
                 "base": {**small, "data": {**small["data"], "dataset": str(dataset), "shots": shots}},
                 "objective": {"metric": metric, "mode": "max"},
-                "parameters": params or {"train.lr": {"type": "log", "low": 1e-4, "high": 1e-2}}}
+                "parameters": params or {"train.lr": {"type": "log", "low": 1e-4, "high": 1e-2}},
+                **({"shots": studies} if studies else {})}
         (base / f"{name}.yaml").write_text(yaml.safe_dump(body))
 
     space("space", p["ds"])
@@ -148,6 +149,7 @@ def env(tmp_path_factory):
     space("space-missing", base / "nowhere")
     space("space-shots", p["ds"], shots=4)
     space("space-shots-choice", p["ds"], params={"data.shots": {"type": "choice", "values": [1, 5]}})
+    space("space-shots-studies", p["ds"], shots=1, studies=[1, 5])
 
     def suite(name: str, **body):
         full = {"name": name, "recipe": "tiny-v1", "shots": [1], "seeds": [0],
@@ -253,7 +255,8 @@ CASES = {
     "tune-zero-trials": (["tune", "{tmp}/space.yaml", "--trials", "0", "--storage", P + "/u"], "--trials"),
     "tune-missing-dataset": (["tune", "{tmp}/space-missing.yaml", "--storage", P + "/u"], "dataset not found"),
     "tune-shots-above-particles": (["tune", "{tmp}/space-shots.yaml", "--storage", P + "/u"], "4 shots"),
-    "tune-sampled-shots-above": (["tune", "{tmp}/space-shots-choice.yaml", "--storage", P + "/u"], "5 shots"),
+    "tune-shots-as-a-dimension": (["tune", "{tmp}/space-shots-choice.yaml", "--storage", P + "/u"], "a condition"),
+    "tune-study-shots-above": (["tune", "{tmp}/space-shots-studies.yaml", "--storage", P + "/u"], "5 shots"),
     "tune-storage-is-file": (["tune", "{tmp}/space.yaml", "--storage", "{file}"], "is a file"),
     "tune-storage-readonly": (["tune", "{tmp}/space.yaml", "--storage", "{ro}/runs"], "--storage"),
     "tune-resume-and-restart": (["tune", "{tmp}/space.yaml", "--resume", "--restart", "--storage", P + "/u"], "--restart"),

@@ -10,7 +10,7 @@ from sasi.errors import SasiError
 MODES = ("foreground", "cc3d-per-class")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class DetectConfig:
     """Segmentation → particles.
 

@@ -27,7 +27,7 @@ from sasi.scoring import score_picks
 PRESET = "template-matching"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class MatchConfig:
     """Template-matching settings (``sasi match`` options)."""
 

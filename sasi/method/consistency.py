@@ -24,7 +24,7 @@ from sasi.transfer import to_device
 TARGETS = ("hard", "soft")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ConsistencyConfig:
     """Consistency-guidance settings.
 

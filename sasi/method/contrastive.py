@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ContrastiveConfig:
     """NT-Xent temperature and projection size (paper: τ = 0.1, 128)."""
 

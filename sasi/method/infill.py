@@ -70,7 +70,7 @@ PROPER_OPS = ("shift", "rotate90", "rotate")
 """Ops without mirror images (no flips)."""
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class InfillConfig:
     """Volume-infill settings; defaults are the paper's α = 1 and AugMix's m = 3, k ≤ 3, Beta(1, 1).
 
@@ -101,7 +101,7 @@ class InfillConfig:
     restandardise: bool = False
 
     def __post_init__(self) -> None:
-        self.ops = tuple(self.ops)
+        object.__setattr__(self, "ops", tuple(self.ops))  # frozen: YAML gives a list
         checks = [
             (0.0 <= self.probability <= 1.0, f"probability must be in [0, 1], got {self.probability}"),
             (0.0 <= self.density <= 1.0, f"density must be in [0, 1], got {self.density}"),

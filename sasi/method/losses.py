@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from sasi.method import IGNORE
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class LossConfig:
     """Weights and shape parameters of the supervised loss (paper: 20 : 1; γ = 2 proposed)."""
 

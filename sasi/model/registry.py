@@ -30,7 +30,7 @@ class SegmentationModel(Protocol):
     def forward_with_bottleneck(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Which backbone to build (``n_classes`` comes from the data)."""
 

@@ -12,7 +12,7 @@ from sasi.simulate.fetch import POLNET
 SHREC_CLASSES = ("1s3x", "3qm1", "3gl1", "3h84", "2cg9", "3d2f", "1u6g", "3cf3", "1bxn", "1qvr", "4cr2", "5mrc")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class SimulationConfig:
     """How one synthetic tomogram is made."""
 

@@ -14,7 +14,7 @@ from sasi.method.losses import LossConfig
 from sasi.model import ModelConfig
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Which tomogram to learn from and how labelled points become targets."""
 
@@ -30,7 +30,7 @@ class DataConfig:
     rotate: bool = True  # supervised crops: uniformly random rotation (else flips only)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class PretrainConfig:
     """Contrastive self-supervision on unlabelled sliding windows (``none``, ISS or PSS)."""
 
@@ -56,7 +56,7 @@ class PretrainConfig:
             raise SasiError(f"pretrain: view_shift and view_noise must be >= 0, got {self.view_shift}, {self.view_noise}")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
     iterations: int = 2000  # supervised iterations (the budget)
     batch_size: int = 16
@@ -72,7 +72,7 @@ class ScheduleConfig:
     log_every: int = 50  # copy running losses to the host (progress bar, NaN check) every N steps
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class SasiConfig:
     """Everything one SaSi training run needs; ``sasi train CONFIG.yaml`` reads this."""
 
