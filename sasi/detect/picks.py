@@ -120,27 +120,30 @@ def _sums(coords: torch.Tensor, component: torch.Tensor, weight: torch.Tensor, v
 
 def _split(maps: SegmentationMaps, geometry: ParticleGeometry, coords: torch.Tensor, component: torch.Tensor,
            oversized: torch.Tensor, config: DetectConfig) -> torch.Tensor:
-    """Split the ``oversized`` components: voxels go to the nearest peak of the smoothed particle probability.
-
-    Peaks are local maxima within the smallest label radius; a component with one peak stays whole. Parts get
-    new component ids after the existing ones.
+    """Split the ``oversized`` components: voxels go to the nearest seed, seeds being the peaks of the smoothed
+    particle probability at least one label radius apart (strongest first). A component with one seed stays
+    whole; parts get new component ids after the existing ones. Memory grows with the voxels, not voxels × seeds.
     """
     radius = max(1, int(round(geometry.label_radius_scale * float(geometry.radius_vox()[1:].min()))))
     smooth = _gaussian(maps.foreground.float() * (maps.foreground.float() > config.threshold), radius / 2)
     peak = smooth == torch.nn.functional.max_pool3d(smooth[None, None], 2 * radius + 1, 1, radius)[0, 0]
     at = coords.unbind(1)
-    is_peak = peak[at] & (smooth[at] > 0)
-    component = component.clone()
-    next_id = int(component.max()) + 1
+    is_peak = (peak[at] & (smooth[at] > config.threshold)).cpu().numpy()
+    height, xyz, ids = smooth[at].cpu().numpy(), coords.cpu().numpy(), component.cpu().numpy().copy()
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    next_id = int(ids.max()) + 1
     for k in oversized.tolist():
-        members = (component == k).nonzero()[:, 0]
-        seeds = coords[members[is_peak[members]]].double()
+        members = order[np.searchsorted(sorted_ids, k):np.searchsorted(sorted_ids, k, side="right")]
+        candidates = members[is_peak[members]]
+        candidates = candidates[np.argsort(-height[candidates], kind="stable")]
+        seeds = candidates[_greedy_keep(xyz[candidates], np.full(len(candidates), float(radius)))]
         if len(seeds) < 2:
             continue
-        nearest = torch.cdist(coords[members].double(), seeds).argmin(1)
-        component[members] = torch.where(nearest == 0, k, next_id + nearest - 1)
+        nearest = cKDTree(xyz[seeds]).query(xyz[members])[1]
+        ids[members] = np.where(nearest == 0, k, next_id + nearest - 1)
         next_id += len(seeds) - 1
-    return torch.unique(component, return_inverse=True)[1]
+    return torch.from_numpy(np.unique(ids, return_inverse=True)[1].reshape(-1)).to(component.device)
 
 
 def _gaussian(volume: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -161,23 +164,30 @@ def _gaussian(volume: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _merge(found: _Candidates, radius_vox: np.ndarray, factor: float) -> _Candidates:
     """Greedy non-maximum suppression: best score first, drop picks within ``factor`` × max(r_a, r_b)."""
-    n = found.count.numel()
-    if n < 2 or factor <= 0:
+    if found.count.numel() < 2 or factor <= 0:
         return found
     order = torch.argsort(found.score, descending=True, stable=True).cpu().numpy()
-    centre = found.centroid.cpu().numpy()[order]
-    reach = factor * radius_vox[found.label.cpu().numpy()[order]]
-    pairs = cKDTree(centre).query_pairs(float(reach.max()), output_type="ndarray")
+    alive = _greedy_keep(found.centroid.cpu().numpy()[order], factor * radius_vox[found.label.cpu().numpy()[order]])
+    keep = torch.zeros(len(order), dtype=torch.bool)
+    keep[torch.from_numpy(order[alive])] = True
+    return found.keep(keep.to(found.count.device))
+
+
+def _greedy_keep(centres: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Which of ``centres`` (best first) survive greedy suppression: each kept one removes every later one
+    closer than the larger of their two ``reach`` values."""
+    n = len(centres)
+    alive = np.ones(n, bool)
+    if n < 2:
+        return alive
+    pairs = cKDTree(centres).query_pairs(float(reach.max()), output_type="ndarray")
     if len(pairs):
-        distance = np.linalg.norm(centre[pairs[:, 0]] - centre[pairs[:, 1]], axis=1)
+        distance = np.linalg.norm(centres[pairs[:, 0]] - centres[pairs[:, 1]], axis=1)
         pairs = pairs[distance < np.maximum(reach[pairs[:, 0]], reach[pairs[:, 1]])]
     neighbours: list[list[int]] = [[] for _ in range(n)]
     for i, j in pairs:  # i < j: j ranks lower
         neighbours[i].append(j)
-    alive = np.ones(n, bool)
     for i in range(n):
         if alive[i]:
             alive[neighbours[i]] = False
-    keep = torch.zeros(n, dtype=torch.bool)
-    keep[torch.from_numpy(order[alive])] = True
-    return found.keep(keep.to(found.count.device))
+    return alive
