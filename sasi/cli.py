@@ -320,8 +320,7 @@ def predict(
     from sasi.detect import detect
     from sasi.io import read_mrc, write_particles
     from sasi.io.mrc import check_tomogram
-    from sasi.scoring import checkpoint_detection
-    from sasi.train.checkpoint import load_checkpoint, resolve_device
+    from sasi.train.checkpoint import checkpoint_detection, load_checkpoint, resolve_device
     from sasi.train.loop import use_fast_layout
 
     net, config, state = load_checkpoint(checkpoint)

@@ -38,7 +38,7 @@ def import_(
     split: Annotated[Optional[list[str]], typer.Option(help="SPLIT=RUN[,RUN...] (repeat). Default: 1st labelled run train, 2nd val, rest test.")] = None,
 ) -> None:
     """Write a copick project's tomograms and picks as a sasi dataset (to train, evaluate or match on)."""
-    from sasi.io.copick import import_copick
+    from sasi.copick import import_copick
 
     dataset = import_copick(config, out, voxel_size=voxel_size, tomo_type=tomo_type, user_id=user, session_id=session,
                             classes=classes or None, splits=_parse_splits(split or []), runs=run or None)
@@ -59,7 +59,7 @@ def export(
 ) -> None:
     """Write sasi picks into a copick project: one picks set per run and particle object."""
     from sasi.io import read_particles
-    from sasi.io.copick import export_picks
+    from sasi.copick import export_picks
 
     table = read_particles(picks, voxel_size=voxel_size)
     written = export_picks(table, config, user_id=user, session_id=session, run=run, overwrite=overwrite)

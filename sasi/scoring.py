@@ -3,20 +3,19 @@
 :func:`detect_tomograms` finds particles in a split's tomograms, :func:`choose_min_score` picks the score
 cut-off that maximises class-aware F1 on the validation tomogram, and :func:`score_picks` turns picks into
 one :class:`SplitScores` whose field names say what they are (pooled over the split's particles, or a mean
-over its tomograms). :func:`score_checkpoint` does all of it for a saved checkpoint.
+over its tomograms). :func:`sasi.train.checkpoint.score_checkpoint` does all of it for a saved checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from sasi.dataset import Dataset, load_dataset, score_on_dataset
+from sasi.dataset import Dataset, score_on_dataset
 from sasi.detect import DetectConfig, ParticleGeometry, detect
 from sasi.evaluate.points import Points
 from sasi.evaluate.scores import ClassScore
@@ -131,35 +130,3 @@ def choose_min_score(dataset: Dataset, picks: pa.Table, names: list[str], candid
         if f1 > best_f1 + 1e-12:
             best, best_f1 = float(cut), f1
     return best
-
-
-def checkpoint_detection(config, state: dict) -> tuple[ParticleGeometry, float]:
-    """The particle geometry and score cut-off a checkpoint detects with (``detect.min_score``, else the one
-    chosen on the validation tomogram in training, else 0)."""
-    radii = state.get("radii")
-    if radii is None:  # checkpoints written before radii were saved: the training dataset's manifest
-        radii = load_dataset(config.data.dataset).radii
-    geometry = ParticleGeometry(list(state["classes"]), float(state["voxel_size"]), dict(radii),
-                                config.data.label_radius_scale)
-    min_score = config.detect.min_score
-    if min_score is None:
-        min_score = float(state.get("calibration", {}).get("min_score", 0.0))
-    return geometry, min_score
-
-
-def score_checkpoint(checkpoint: str | Path, dataset: str | Path | Dataset | None = None, split: str = "test",
-                     device: torch.device | str = "auto") -> tuple[SplitScores, pa.Table]:
-    """Detect on every tomogram of ``split`` with a saved model (on the GPU when there is one) and score it.
-
-    The score cut-off is that of :func:`checkpoint_detection`.
-    """
-    from sasi.train.checkpoint import load_checkpoint, resolve_device
-
-    net, config, state = load_checkpoint(checkpoint)
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset or config.data.dataset)
-    dev = resolve_device(device)
-    names = ds.names(split)
-    geometry, min_score = checkpoint_detection(config, state)
-    picks = detect_tomograms(net.backbone.to(dev), ds, names, geometry, config.detect, device=dev,
-                             amp=config.train.amp, min_score=min_score)
-    return score_picks(ds, picks, names, split, min_score), picks

@@ -12,7 +12,7 @@ copick = pytest.importorskip("copick")
 from sasi.cli_copick import app  # noqa: E402
 from sasi.dataset import load_dataset, score_on_dataset  # noqa: E402
 from sasi.errors import SasiError  # noqa: E402
-from sasi.io.copick import export_picks, import_copick, open_project, read_run_picks  # noqa: E402
+from sasi.copick import export_picks, import_copick, open_project, read_run_picks  # noqa: E402
 from sasi.io.particles import make_particles  # noqa: E402
 
 

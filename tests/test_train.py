@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sasi.config import from_dict
-from sasi.scoring import score_checkpoint
+from sasi.train.checkpoint import score_checkpoint
 from sasi.simulate import SimulationConfig, simulate_dataset
 from sasi.train.config import SasiConfig
 from sasi.train.checkpoint import load_checkpoint

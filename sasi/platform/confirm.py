@@ -193,7 +193,7 @@ def f1_vs_n(summary: dict[str, Any], path: Path) -> Path:
 def write_summary(summary: dict[str, Any], folder: str, uri: str | None, parent: str | None) -> Path | None:
     """``<folder>/search.json``, ``search.md`` and :data:`FIGURE` (local storage), also on the parent run."""
     from sasi.platform import tracking
-    from sasi.platform.report import Table
+    from sasi.platform.report.render import Table
 
     text = json.dumps(_nan_to_none(summary), indent=1, default=str)
     table = summary_frame(summary)

@@ -9,8 +9,7 @@ import torch
 
 from sasi.dataset import load_dataset
 from sasi.io import write_particles
-from sasi.scoring import score_checkpoint
-from sasi.train.checkpoint import load_checkpoint
+from sasi.train.checkpoint import load_checkpoint, score_checkpoint
 
 
 @dataclass

@@ -1,14 +1,18 @@
-"""Saved runs: where a checkpoint lives, how to load it, and which device to run on."""
+"""Saved runs: where a checkpoint lives, how to load it, which device to run on, and how it detects and scores."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 
 from sasi.config import from_dict
+from sasi.dataset import Dataset, load_dataset
+from sasi.detect import ParticleGeometry
 from sasi.errors import SasiError
 from sasi.train.config import SasiConfig
+from sasi.scoring import SplitScores, detect_tomograms, score_picks
 from sasi.train.network import SasiNet
 
 CHECKPOINT = "checkpoint.pt"
@@ -42,3 +46,33 @@ def load_checkpoint(folder: str | Path) -> tuple[SasiNet, SasiConfig, dict]:
                         config.pretrain.contrastive.projection_dim, config.model.channels)
     net.load_state_dict(state["model"])
     return net.eval(), config, state
+
+
+def checkpoint_detection(config: SasiConfig, state: dict) -> tuple[ParticleGeometry, float]:
+    """The particle geometry and score cut-off a checkpoint detects with (``detect.min_score``, else the one
+    chosen on the validation tomogram in training, else 0)."""
+    radii = state.get("radii")
+    if radii is None:  # checkpoints written before radii were saved: the training dataset's manifest
+        radii = load_dataset(config.data.dataset).radii
+    geometry = ParticleGeometry(list(state["classes"]), float(state["voxel_size"]), dict(radii),
+                                config.data.label_radius_scale)
+    min_score = config.detect.min_score
+    if min_score is None:
+        min_score = float(state.get("calibration", {}).get("min_score", 0.0))
+    return geometry, min_score
+
+
+def score_checkpoint(checkpoint: str | Path, dataset: str | Path | Dataset | None = None, split: str = "test",
+                     device: torch.device | str = "auto") -> tuple[SplitScores, pa.Table]:
+    """Detect on every tomogram of ``split`` with a saved model (on the GPU when there is one) and score it.
+
+    The score cut-off is that of :func:`checkpoint_detection`.
+    """
+    net, config, state = load_checkpoint(checkpoint)
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset or config.data.dataset)
+    dev = resolve_device(device)
+    names = ds.names(split)
+    geometry, min_score = checkpoint_detection(config, state)
+    picks = detect_tomograms(net.backbone.to(dev), ds, names, geometry, config.detect, device=dev,
+                             amp=config.train.amp, min_score=min_score)
+    return score_picks(ds, picks, names, split, min_score), picks
