@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -271,8 +272,6 @@ def search(space: Any, trials: int, workers_per_trial: int, gpus_per_trial: floa
            shots: Iterable[int] = ()) -> None:
     """``sasi tune`` (after :func:`check_storage`): trials, resources, objective, the base config's dataset
     (with enough labelled particles for the largest of ``shots``)."""
-    from dataclasses import replace
-
     check_trials(trials)
     if workers_per_trial < 1:
         raise SasiError(f"--workers-per-trial must be >= 1, got {workers_per_trial}")
@@ -336,11 +335,12 @@ def suite(parsed: Any, storage: str, quick: bool) -> str:
     checks every variant's dataset settings and the largest shot count. Returns the dataset folder."""
     from sasi.platform.ablate import QUICK, ensure_data
 
+    from sasi.config import from_dict
+    from sasi.train.config import SasiConfig
+
     dataset = ensure_data(parsed, storage)
     for name, tree in parsed.configs(dataset, QUICK if quick else None).items():
-        from sasi.config import from_dict
-        from sasi.train.config import SasiConfig
-
         config = from_dict(SasiConfig, tree, f"variant {name!r}")
-        check_dataset(config.data, f"variant {name!r}", shots=parsed.shots, splits=("test",))
+        data = replace(config.data, shots=min(parsed.shots))  # the grid's shot counts replace the variant's own
+        check_dataset(data, f"variant {name!r}", shots=parsed.shots, splits=("test",))
     return dataset
