@@ -74,7 +74,7 @@ def train_and_score(job: dict) -> dict:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     overrides = {"data.dataset": job["dataset"], "data.shots": job["shots"], "data.fewshot_seed": job["seed"],
                  "model.channels": job["channels"], **{f"train.{k}": v for k, v in train.items()}}
-    config = preset_config(job["method"], overrides)
+    config = preset_config(job["preset"], {**job["overrides"], **overrides, **job["set"]})
     started = time.perf_counter()
     result = fit(config, progress=False)
     train_s = time.perf_counter() - started
@@ -84,7 +84,8 @@ def train_and_score(job: dict) -> dict:
     started = time.perf_counter()
     maps = {n: segment(net, normalise_on(ds.tomogram(n).data, device), tile=config.detect.tile, device=device,
                        amp=config.train.amp) for n in ds.names("val") + ds.names("test")}
-    out = {**{k: job[k] for k in RUN_KEYS}, "train_s": train_s, "modes": {}}
+    out = {**{k: job[k] for k in RUN_KEYS}, "preset": job["preset"], "overrides": {**job["overrides"], **job["set"]},
+           "train_s": train_s, "modes": {}}
     for mode in job["modes"]:
         detect = replace(config.detect, mode=mode)
         picks = {n: maps_to_particles(m, geometry, n, detect).particles for n, m in maps.items()}
@@ -100,7 +101,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="shrec-like-v1")
     p.add_argument("--data", default="/tmp/sasi-bench", help="where generated data lives (outside the repo)")
-    p.add_argument("--methods", nargs="+", default=["df-cc3d", "sasi-star"], help="presets (sasi/presets.py)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="presets (sasi/presets.py) or, with --suite, its variants (default: df-cc3d sasi-star / all)")
+    p.add_argument("--suite", default=None, help="an ablations/*.yaml suite: methods are its variants (preset + "
+                   "overrides; its base, shots and seeds are not used: the benchmark sets the schedule)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for every run that leave its maths alone (e.g. train.cuda_graphs=true)")
     p.add_argument("--shots", nargs="+", type=int, default=[5, 10])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--modes", nargs="+", default=list(MODES))
@@ -147,9 +153,14 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
         simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name, progress=False)
         print(f"simulated {args.recipe} in {time.perf_counter() - t0:.1f} s", flush=True)
     threads = max(1, (mp.cpu_count() or 2) // args.parallel)
-    jobs = [{"method": m, "shots": n, "seed": s, "dataset": str(data), "iterations": args.iterations,
-             "batch": args.batch, "channels": args.channels, "threads": threads, "precision": args.precision,
-             "modes": args.modes} for s in args.seeds for n in args.shots for m in args.methods]
+    methods = method_variants(args.suite, args.methods)
+    from sasi.config import parse_assignments
+
+    extra = parse_assignments(args.set)
+    jobs = [{"method": m, "preset": preset, "overrides": overrides, "set": extra, "shots": n, "seed": s,
+             "dataset": str(data), "iterations": args.iterations, "batch": args.batch, "channels": args.channels,
+             "threads": threads, "precision": args.precision, "modes": args.modes}
+            for m, (preset, overrides) in methods.items() for n in args.shots for s in args.seeds]  # a method's seeds together
     jobs = [j for j in jobs if key(j) not in runs]
     print(f"{len(jobs)} runs to do, {len(runs)} already recorded", flush=True)
     gpus = torch.cuda.device_count()
@@ -173,17 +184,32 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
             "torch": torch.__version__}
 
 
+def method_variants(suite: str | None, names: list[str] | None) -> dict[str, tuple[str, dict]]:
+    """Method name → (preset, dotted overrides): presets by name, or a suite's variants."""
+    if suite is None:
+        return {m: (m, {}) for m in names or ["df-cc3d", "sasi-star"]}
+    from sasi.platform.ablate import load_suite
+
+    variants = load_suite(suite).variants
+    unknown = sorted(set(names or []) - set(variants))
+    if unknown:
+        sys.exit(f"{suite}: no variant(s) {unknown}; it has {sorted(variants)}")
+    return {m: (variants[m].preset, dict(variants[m].overrides)) for m in names or variants}
+
+
 def report(runs: list[dict], out: Path, detection_out: Path, meta: dict) -> None:
     rows, pairs = summarise(runs, "foreground"), paired(runs, "foreground")
+    # each issue-17 fix (sasi-star+…, and all of them: sasi-star-faithful) against SaSi* at the paper's defaults
+    fixes = [r for r in paired(runs, "foreground", "sasi-star") if r["method"].startswith("sasi-star")]
     print(f"\n{'method':>22} {'N':>3} {'n':>2}  class-aware F1     localisation F1   picks/truth  duplicates")
     for r in rows:
         print(f"{r['method']:>22} {r['shots']:>3} {len(r['seeds']):>2}  {r['class_f1']:.3f} ± {r['class_f1_ci95']:.3f}"
               f"    {r['localisation_f1']:.3f} ± {r['localisation_f1_ci95']:.3f}    {r['picks_per_truth']:.2f}"
               f"        {r['duplicate_fraction']:.3f}")
-    for r in pairs:
+    for r in pairs + fixes:
         print(f"{r['method']} − {r['baseline']} N={r['shots']} {r['metric']}: {r['gain']:+.3f} ± {r['ci95']:.3f} "
               f"({r['pairs']} pairs, better in {r['wins']})")
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "paired": pairs,
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "paired": pairs, "paired_fixes": fixes,
                                "runs": sorted(runs, key=lambda r: tuple(map(str, key(r))))}, indent=1))
     detection = detection_summary(runs)
     detection_out.write_text(json.dumps({"meta": meta, **detection}, indent=1))

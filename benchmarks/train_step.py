@@ -34,6 +34,8 @@ MODES = {  # name → (train overrides, TF32 matmul/conv)
     "bf16+channels_last+cudnn_benchmark": ({"amp": True, "channels_last": True, "cudnn_benchmark": True}, True),
     "bf16+channels_last+cudnn_benchmark, blocking copies": ({"amp": True, "channels_last": True,
                                                              "cudnn_benchmark": True}, True),
+    "bf16+channels_last+cudnn_benchmark+cuda_graphs": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
+                                                        "cuda_graphs": True}, True),
     "bf16+channels_last+cudnn_benchmark+compile": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
                                                     "compile": True}, True),
 }
@@ -95,6 +97,31 @@ def profile(dataset: str, mode: str, steps: int = 20) -> dict:
             "top_kernels": kernels}
 
 
+def graph_equivalence(dataset: str, steps: int = 10) -> dict:
+    """Same seed, eager vs CUDA graphs: the losses of ``steps`` SSL, consistency and plain supervised steps.
+
+    cuDNN autotuning is off and deterministic algorithms on, so both runs launch the same kernels; any
+    difference is the graphs' doing.
+    """
+    torch.backends.cudnn.deterministic = True
+    losses = {}
+    for graphs in (False, True):
+        config = preset_config("sasi", {"data": {"dataset": dataset, "shots": 5}, "train": {
+            "iterations": 2 * steps, "amp": True, "channels_last": True, "cudnn_benchmark": False,
+            "cuda_graphs": graphs}})
+        trainer, out = Trainer(config, progress=False), []
+        for _ in range(steps):
+            out.append(float(trainer.ssl_step()["ssl_contrastive"]))
+        for _ in range(2 * steps):  # the first half with the consistency branch, then plain steps
+            out.append(float(trainer.supervised_step()["loss"]))
+            trainer.step += 1
+        losses[graphs] = out
+    torch.backends.cudnn.deterministic = False
+    diff = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(losses[False], losses[True])]
+    print(f"CUDA graphs vs eager, {len(diff)} steps from one seed: max relative loss difference {max(diff):.2e}")
+    return {"steps": len(diff), "max_relative_difference": max(diff), "eager": losses[False], "graphs": losses[True]}
+
+
 def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: float) -> dict:
     train, tf32 = MODES[mode]
     sasi.transfer.NON_BLOCKING = "blocking copies" not in mode  # host→device copies without a stream sync
@@ -150,9 +177,11 @@ def main() -> None:
                        "ssl_it_s": ".1f", "samples_s": ".0f", "consistency_tflops": ".2f",
                        "consistency_peak_pct": ".2f", "consistency_mem_gb": ".2f", "paper_trial_min": ".1f"})
     prof = profile(dataset, best) if torch.cuda.is_available() and not args.no_profile else None
+    same = graph_equivalence(dataset) if torch.cuda.is_available() else None
     out = write_results("train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 5, "patch": 24,
                                        "steps": steps, "peak_tflops": args.peak_tflops, "quick": quick,
-                                       "paper_budget": PAPER}, rows, best_mode=best, profile=prof)
+                                       "paper_budget": PAPER}, rows, best_mode=best, profile=prof,
+                        graphs_vs_eager=same)
     print(f"best: {best}; wrote {out}")
 
 

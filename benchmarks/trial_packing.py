@@ -44,7 +44,7 @@ def trial(job: dict, barrier, results) -> None:
     barrier.wait()
     started, steps = time.perf_counter(), 0
     while time.perf_counter() - started < job["seconds"]:
-        trainer.supervised_step()  # ends in .item(): one host sync per step anyway
+        trainer.supervised_step()
         steps += 1
     if cuda:
         torch.cuda.synchronize()
@@ -84,6 +84,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: cores / max N)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for trials to start")
     p.add_argument("--quick", action="store_true", help="CPU: tiny model, N = 1 2, a few seconds each")
+    p.add_argument("--graphs", action="store_true", help="train.cuda_graphs on (results: trial_packing-graphs-*)")
     args = p.parse_args()
     if args.quick:
         args.n, args.batch, args.patch, args.warmup, args.seconds, args.threads = [1, 2], 2, 16, 2, 4.0, 1
@@ -93,7 +94,7 @@ def main() -> None:
     overrides = deep_update(TINY if args.quick else {}, {
         "data": {"dataset": train_only_dataset(args.recipe, args.data), "patch": args.patch},
         "pretrain": {"schedule": "none"},
-        "train": {"batch_size": args.batch, "device": "cpu" if args.quick else "auto"}})
+        "train": {"batch_size": args.batch, "device": "cpu" if args.quick else "auto", "cuda_graphs": args.graphs}})
     job = {"overrides": overrides, "warmup": args.warmup, "seconds": args.seconds, "threads": args.threads}
     rows = []
     for n in args.n:
@@ -106,7 +107,7 @@ def main() -> None:
     print_table(rows, {"n": "d", "trial_it_per_s": ".2f", "min_trial_it_per_s": ".2f", "vs_solo": ".3f",
                        "aggregate_it_per_s": ".2f", "gpu_util_mean": ".0f", "mem_used_max_mib": ".0f",
                        "peak_alloc_gib_per_trial": ".2f"})
-    print(f"wrote {write_results('trial_packing', {**vars(args), 'preset': 'sasi', 'config': overrides}, rows)}")
+    print(f"wrote {write_results('trial_packing-graphs' if args.graphs else 'trial_packing', {**vars(args), 'preset': 'sasi', 'config': overrides}, rows)}")
 
 
 if __name__ == "__main__":

@@ -141,3 +141,30 @@ def test_independent_views_do_not_share_the_window(pair):
         noise = views.get("view_noise", 0.0)
         if noise:
             assert (v1 - v2).std().item() == pytest.approx(noise * 2**0.5, rel=0.1)
+
+
+def _losses(trainer, steps: int = 3) -> list[float]:
+    """Losses of ``steps`` SSL steps, then consistency and plain supervised steps, from one trainer."""
+    out = [float(trainer.ssl_step()["ssl_contrastive"]) for _ in range(steps)]
+    for _ in range(2 * steps):
+        out.append(float(trainer.supervised_step()["loss"]))
+        trainer.step += 1
+    return out
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU"))])
+def test_cuda_graphs_leave_the_losses_alone(pair, device):
+    """train.cuda_graphs replays the same kernels: the same seed gives the same losses (on CPU it is eager)."""
+    import torch
+
+    torch.backends.cudnn.deterministic = True  # the same conv algorithms in both runs
+    runs = {}
+    for graphs in (False, True):
+        trainer = _ssl_trainer(pair, "sasi", train={"device": device, "cuda_graphs": graphs, "cudnn_benchmark": False,
+                                                     "iterations": 6}, consistency={"active_fraction": 0.5})
+        assert (trainer.graphed is not None) == (graphs and device == "cuda")
+        runs[graphs] = _losses(trainer)
+    torch.backends.cudnn.deterministic = False
+    assert all(np.isfinite(runs[True])) and len(runs[True]) == 9
+    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-4)

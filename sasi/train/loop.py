@@ -28,6 +28,7 @@ from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_
 from sasi.train.checkpoint import CHECKPOINT, resolve_device
 from sasi.train.config import SasiConfig, ScheduleConfig
 from sasi.train.crops import crop, random_flips, random_rotations, window_centres
+from sasi.train.graphs import GraphedNetwork, graphs_usable
 from sasi.train.network import SasiNet
 from sasi.train.ssl import SelfSupervision
 from sasi.transfer import to_device
@@ -135,6 +136,9 @@ class Trainer(SelfSupervision):
         self.model = self.hooks.prepare_model(net)
         if config.train.compile and cuda:
             self.model = torch.compile(self.model, dynamic=False)
+        self.graphed = (GraphedNetwork(self.model) if graphs_usable(config.train.cuda_graphs, self.device,
+                                                                    self.hooks.world_size, config.train.compile)
+                        else None)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr, fused=cuda)  # one kernel
         self.loss = SegmentationLoss.from_config(config.loss)
         self.step = 0
@@ -148,8 +152,14 @@ class Trainer(SelfSupervision):
 
     # ---- batches -------------------------------------------------------------------------
     def _amp(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self.graphed is None,
                               enabled=self.config.train.amp and self.device.type == "cuda")
+
+    def forward(self, x: Tensor, project: bool = False):
+        """The training pass of the network (graphed when ``train.cuda_graphs`` applies)."""
+        if self.graphed is not None:
+            return self.graphed(x, project)
+        return self.model(x, project=True) if project else self.model(x)
 
     def supervised_batch(self) -> tuple[Tensor, Tensor]:
         cfg = self.config.data
@@ -180,7 +190,7 @@ class Trainer(SelfSupervision):
         if consistency:
             x, t = self._consistency_terms(x)
         with self._amp():
-            logits = self.model(x).float()
+            logits = self.forward(x).float()
         b = mask.shape[0]
         parts = self.loss(logits[:b], mask)
         total = parts.total

@@ -32,7 +32,7 @@ SSL_KEYS = ("ssl_", "iss_")
 
 
 class SelfSupervision:
-    """Mixin of ``Trainer``: uses its ``config``, ``data``, ``net``, ``model``, ``generator``, ``device``,
+    """Mixin of ``Trainer``: uses its ``config``, ``data``, ``net``, ``forward``, ``generator``, ``device``,
     ``n_classes``, ``optimiser``, ``step``, ``ssl_steps``, ``history``, ``_amp``, ``_backward`` and consistency helpers."""
 
     ssl_running: dict[str, Tensor]
@@ -80,7 +80,7 @@ class SelfSupervision:
             x_t, t = self._consistency_terms(v1)
             x = torch.cat([x, x_t[b:]])
         with self._amp():
-            logits, z = self.model(x, project=True)
+            logits, z = self.forward(x, project=True)
         z1, z2 = z[:b].float(), z[b:2 * b].float()
         loss = nt_xent(z1, z2, self.config.pretrain.contrastive.temperature)
         metrics = {"ssl_contrastive": loss, "ssl_top1": retrieval_accuracy(z1, z2)}
