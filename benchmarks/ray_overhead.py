@@ -3,7 +3,9 @@
     bare   ``fit(config)`` in this process
     train  ``run_training(config, workers=1, gpus_per_worker=1)``: the loop inside a Ray Train V2 ``TorchTrainer``
     tune   a Ray Tune function trial that calls ``run_training`` with workers=1 and forwards its reports
-           through ``TuneReportCallback`` (how ``sasi.platform.trial`` runs a trial)
+           through ``TuneReportCallback`` (how ``sasi.platform.trial`` ran every trial before ``inline``)
+    inline a Ray Tune function trial that trains in its own actor (``run_training(..., inline=True)``, no Train
+           worker group: how ``sasi.platform.trial`` runs one-worker trials on local storage now)
 
     python benchmarks/ray_overhead.py            # GPU: shrec-like-fast-v1, 2000 iterations, 2 repeats
     python benchmarks/ray_overhead.py --quick    # CPU check: tiny model, 40 iterations (~2 min)
@@ -49,14 +51,21 @@ class Recorder(UserCallback):
             f.write(json.dumps({**metrics[0], "at": time.time()}, default=float) + "\n")
 
 
-def tune_trial(params: dict, config, gpus: float, cpus: float, storage: str, log: str) -> None:
-    """The Tune function trial: one Train run whose reports reach Tune through ``TuneReportCallback``."""
+def tune_trial(params: dict, config, gpus: float, cpus: float, storage: str, log: str, inline: bool) -> None:
+    """The Tune function trial: one Train run whose reports reach Tune through ``TuneReportCallback``, or
+    (``inline``) the loop in this actor reporting to Tune directly."""
+    from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from sasi.platform.train import run_training
 
-    run_training(config, 1, gpus, storage, "tune-train", cpus_per_worker=cpus,
-                 callbacks=[TuneReportCallback(), Recorder(log)])
+    def record(metrics: dict) -> None:
+        tune.report(metrics)
+        with open(log, "a") as f:
+            f.write(json.dumps({**metrics, "at": time.time()}, default=float) + "\n")
+
+    run_training(config, 1, gpus, storage, "tune-train", cpus_per_worker=cpus, inline=inline,
+                 on_report=record if inline else None, callbacks=[TuneReportCallback(), Recorder(log)])
 
 
 def run_way(way: str, config, gpus: float, cpus: float, storage: Path) -> tuple[float, float, list[dict]]:
@@ -79,8 +88,9 @@ def run_way(way: str, config, gpus: float, cpus: float, storage: Path) -> tuple[
         from sasi.platform.runtime import trial_resources
 
         trainable = tune.with_parameters(tune_trial, config=config, gpus=gpus, cpus=cpus, storage=str(storage),
-                                         log=str(log))
-        tuner = tune.Tuner(tune.with_resources(trainable, trial_resources(1, gpus).driver),
+                                         log=str(log), inline=way == "inline")
+        resources = trial_resources(1, gpus, {"CPU": cpus}, inline=way == "inline").driver
+        tuner = tune.Tuner(tune.with_resources(trainable, resources),
                            run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0))
         grid = tuner.fit()
         if grid.errors:
@@ -105,7 +115,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250, help="report interval (>= 2 reports needed)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--ways", nargs="+", default=["bare", "train", "tune"], choices=["bare", "train", "tune"])
+    p.add_argument("--ways", nargs="+", default=["bare", "train", "tune", "inline"],
+                   choices=["bare", "train", "tune", "inline"])
     p.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs given to ray.init")
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--quick", action="store_true", help="CPU: tiny model, few iterations, 1 repeat")

@@ -122,8 +122,12 @@ def test_suite_worker_resources_and_concurrency(tmp_path, monkeypatch):
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0.0, "train_driver": 8.0})
     res = trial_resources(1, 0, {"fake_gpu": 1}, trials=4)
     assert res.driver == {"CPU": 0.0, "train_driver": 1.0} and res.max_concurrent == 8
+    inline = trial_resources(1, 0, {"fake_gpu": 1}, trials=4, inline=True)  # the trial actor holds the worker's share
+    assert inline.inline and inline.driver == inline.worker == {"CPU": 1.0, "fake_gpu": 1.0}
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 2.0})
     assert trial_resources(1, 0).max_concurrent == 8 and trial_resources(1, 1).max_concurrent == 2
+    assert trial_resources(1, 0.25, inline=True).max_concurrent == 8  # 4 per GPU; no driver CPU share on top
+    assert not trial_resources(2, 1, inline=True).inline  # several workers: a Train worker group
 
 
 def test_child_runs_are_reused_by_trial_id(tmp_path):

@@ -189,10 +189,10 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
         r = suite.resources
         trials = len(variants) * len(suite.shots) * len(suite.seeds)
         res = trial_resources(r.workers, r.gpus_per_worker, r.per_worker, max_concurrent=r.max_concurrent,
-                              trials=trials)
+                              trials=trials, inline=True)  # storage is a local (or mounted) folder here
         spec = TrialSpec(name, storage, uri, experiment, parent, variants=variants, workers=res.workers,
                          gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
-                         extra_resources=res.extra)
+                         extra_resources=res.extra, inline=res.inline)
         trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
         path = f"{storage}/{name}"
         if resume and tune.Tuner.can_restore(path):

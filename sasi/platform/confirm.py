@@ -99,7 +99,7 @@ def confirm(summary: dict[str, Any], k: int, ctx: dict[str, Any], baseline: str 
     name = summary["name"]
     spec = TrialSpec(f"{name}-confirm", storage, uri, ctx["experiment"], ctx["parent"], variants=variants,
                      workers=res.workers, gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
-                     extra_resources=res.extra, split="test", tags={"sasi.phase": "confirm"})
+                     extra_resources=res.extra, split="test", tags={"sasi.phase": "confirm"}, inline=res.inline)
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
     folder = f"{storage.rstrip('/')}/{name}"
     if ctx["resume"] and tune.Tuner.can_restore(f"{folder}/confirm"):

@@ -28,12 +28,14 @@ def init_ray(num_cpus: int | None = None, log_to_driver: bool = False) -> None:
 
 @dataclass(frozen=True)
 class TrialResources:
-    """What one trial asks for: its driver actor and each of its Train workers."""
+    """What one trial asks for: its driver actor and each of its Train workers (``inline``: one worker, trained
+    in the driver actor itself, which then holds the worker's resources)."""
 
     driver: dict[str, float]
     worker: dict[str, float]
     workers: int
     max_concurrent: int
+    inline: bool = False
 
     @property
     def use_gpu(self) -> bool:
@@ -46,8 +48,12 @@ class TrialResources:
 
 
 def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, float] | None = None, *,
-                    max_concurrent: int | None = None, trials: int | None = None) -> TrialResources:
+                    max_concurrent: int | None = None, trials: int | None = None,
+                    inline: bool = False) -> TrialResources:
     """Driver on ``train_driver`` if the cluster has it (else a small CPU share), workers on GPU or CPU.
+
+    ``inline`` (asked for, and one worker): no Train worker group; the trial trains in its own actor, which asks
+    for the worker's resources (no driver share, no driver slot), saving the worker group's start-up.
 
     ``per_worker`` overrides or extends each Train worker's resources (e.g. ``{"CPU": 4, "accel_a10g": 1}``);
     ``max_concurrent`` fixes the number of trials at once. Otherwise concurrency is the driver slots on
@@ -59,6 +65,7 @@ def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, 
 
     total = ray.cluster_resources()
     workers = max(1, workers)
+    inline = inline and workers == 1
     if total.get(DRIVER_SLOT, 0) >= 1:
         driver = {"CPU": 0.0, DRIVER_SLOT: 1.0}
         slots = int(total[DRIVER_SLOT])
@@ -68,10 +75,13 @@ def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, 
     if gpus_per_worker > 0:
         worker = {"CPU": 1.0, "GPU": float(gpus_per_worker)}
     else:
-        worker = {"CPU": round(1.0 - DRIVER_CPU / workers, 4)}
+        worker = {"CPU": 1.0 if inline else round(1.0 - DRIVER_CPU / workers, 4)}
     worker.update({k: float(v) for k, v in (per_worker or {}).items()})
     worker = {k: v for k, v in worker.items() if v > 0 or k == "CPU"}
-    need = {k: round(v * workers + (driver["CPU"] if k == "CPU" else 0.0), 4) for k, v in worker.items() if v > 0}
+    if inline:
+        driver = dict(worker)
+    need = {k: round(v * workers + (driver["CPU"] if k == "CPU" and not inline else 0.0), 4)
+            for k, v in worker.items() if v > 0}
     fit = min((int(total.get(k, 0) // v) for k, v in need.items()), default=0)  # whole trials, all workers
     if max_concurrent is not None:
         concurrent = max_concurrent
@@ -79,7 +89,7 @@ def trial_resources(workers: int, gpus_per_worker: float, per_worker: dict[str, 
         concurrent = slots
     else:
         concurrent = fit if fit > 0 else (trials or 1)
-    return TrialResources(driver, worker, workers, max(1, concurrent))
+    return TrialResources(driver, worker, workers, max(1, concurrent), inline)
 
 
 def reap_orphaned_placement_groups(idle_s: float = 60.0, timeout_s: int = 10) -> int:

@@ -1,4 +1,5 @@
-"""Distributed SaSi training with Ray Train V2 (``TorchTrainer``), or in-process without Ray.
+"""Distributed SaSi training with Ray Train V2 (``TorchTrainer``), or in this process (no Ray, or a one-worker
+Tune trial that trains in its own actor).
 
 The training loop itself is :func:`sasi.train.loop.fit`; this module only adapts its :class:`Hooks` to Ray:
 rank and world size from the Train context, DDP through ``prepare_model``, resume from the latest
@@ -49,6 +50,26 @@ def _fail_once(marker: str | None, rank: int) -> None:
         raise InjectedFailure(f"injected failure after the first checkpoint (marker {marker})")
 
 
+def _reporter(loop_config: dict[str, Any], rank: int,
+              send: Callable[[dict[str, float], Path | None], None]) -> Callable[[dict[str, float], Path | None], None]:
+    """The loop's report hook: carry the last validation scores forward (checkpoint-only reports keep the
+    objective), inject the test failure, ``send`` (Ray Train, or a copy to storage), log to MLflow from rank 0."""
+    log = _metric_logger(loop_config, rank)
+    latest: dict[str, float] = {}
+    checkpointed = [False]
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        if checkpointed[0]:
+            _fail_once(loop_config.get("fail_once"), rank)
+        latest.update({k: v for k, v in metrics.items() if k.startswith("val_")})
+        metrics = {**latest, **metrics}
+        send(metrics, checkpoint_dir)
+        log(metrics)
+        checkpointed[0] = checkpointed[0] or checkpoint_dir is not None
+
+    return report
+
+
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Body of every Ray Train worker: ``fit`` with Ray-backed hooks."""
     import ray.train
@@ -57,20 +78,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     config = from_dict(SasiConfig, loop_config["config"], "train_loop_config")
-    log = _metric_logger(loop_config, rank)
-    latest: dict[str, float] = {}
-    checkpointed = [False]
 
-    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        if checkpointed[0]:
-            _fail_once(loop_config.get("fail_once"), rank)
-        # carry the last validation scores forward so checkpoint-only reports keep the objective
-        latest.update({k: v for k, v in metrics.items() if k.startswith("val_")})
-        metrics = {**latest, **metrics}
+    def send(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
-        log(metrics)
-        checkpointed[0] = checkpointed[0] or checkpoint_dir is not None
 
     def prepare(model):
         kwargs = {"find_unused_parameters": True} if world > 1 else None
@@ -79,7 +90,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     with ExitStack() as stack:
         resume = ray.train.get_checkpoint()
         resume_dir = Path(stack.enter_context(resume.as_directory())) if resume else None
-        hooks = Hooks(rank=rank, world_size=world, prepare_model=prepare, report=report,
+        hooks = Hooks(rank=rank, world_size=world, prepare_model=prepare, report=_reporter(loop_config, rank, send),
                       resume_from=resume_dir, device=ray.train.torch.get_device())
         fit(config, hooks, progress=False)
 
@@ -90,32 +101,44 @@ class TrainingOutcome:
     metrics: dict[str, float]
 
 
-def _in_process(loop_config: dict[str, Any], storage: str, name: str) -> TrainingOutcome:
-    """``workers=0``: plain ``fit`` in this process, checkpoints copied to ``storage/name/``."""
+def _in_process(loop_config: dict[str, Any], storage: str, name: str, progress: bool = True,
+                on_report: Callable[[dict[str, float]], None] | None = None, keep: int = 2) -> TrainingOutcome:
+    """Plain ``fit`` in this process; checkpoints go to ``storage/name/checkpoint_<iteration>`` (the last
+    ``keep``), and a re-run resumes from the latest one there. ``on_report`` also gets every report."""
     config = from_dict(SasiConfig, loop_config["config"], "config")
-    log = _metric_logger(loop_config, 0)
     folder = Path(storage) / name
     state: dict[str, Any] = {"checkpoint": None, "metrics": {}}
     existing = sorted(folder.glob("checkpoint_*"))
 
-    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+    def send(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         state["metrics"] = metrics
-        log(metrics)
         if checkpoint_dir is not None:
             target = folder / f"checkpoint_{int(metrics.get('iteration', 0)):06d}"
-            shutil.copytree(checkpoint_dir, target, dirs_exist_ok=True)
+            partial = folder / f".{target.name}.partial"  # a kill mid-copy never leaves a half checkpoint to resume
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, partial)
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
             state["checkpoint"] = target
+            for old in sorted(folder.glob("checkpoint_*"))[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        if on_report is not None:
+            on_report(metrics)
 
-    fit(config, Hooks(report=report, resume_from=existing[-1] if existing else None), progress=True)
+    fit(config, Hooks(report=_reporter(loop_config, 0, send), resume_from=existing[-1] if existing else None),
+        progress=progress)
     return TrainingOutcome(state["checkpoint"], state["metrics"])
 
 
 def run_training(config: SasiConfig, workers: int, gpus_per_worker: float, storage: str | os.PathLike,
                  name: str, tracking_uri: str | None = None, run_id: str | None = None, *,
                  cpus_per_worker: float = 1.0, max_failures: int = 2, callbacks: Sequence[Any] = (),
-                 fail_once: str | None = None, extra_resources: dict[str, float] | None = None) -> TrainingOutcome:
+                 fail_once: str | None = None, extra_resources: dict[str, float] | None = None,
+                 inline: bool = False, on_report: Callable[[dict[str, float]], None] | None = None) -> TrainingOutcome:
     """Train ``config`` on ``workers`` Ray Train workers (0: in this process, without Ray).
 
+    ``inline`` with one worker and local storage: train in this process too (a Tune trial actor that holds the
+    worker's resources itself), with no Train worker group to start; ``on_report`` gets every report.
     Re-running with the same ``storage``/``name`` resumes from the latest checkpoint there.
     ``extra_resources``: custom Ray resources each worker also needs (e.g. an accelerator type that only
     some node types offer, so the autoscaler adds those nodes).
@@ -123,8 +146,8 @@ def run_training(config: SasiConfig, workers: int, gpus_per_worker: float, stora
     loop_config = {"config": to_dict(config), "tracking_uri": tracking_uri, "run_id": run_id,
                    "fail_once": fail_once or os.environ.get(FAIL_ONCE_ENV)}
     storage = str(storage) if "://" in str(storage) else str(Path(storage).resolve())
-    if workers == 0:
-        return _in_process(loop_config, storage, name)
+    if workers == 0 or (inline and workers == 1 and "://" not in storage):
+        return _in_process(loop_config, storage, name, progress=workers == 0, on_report=on_report)
     import ray.train
     from ray.train.torch import TorchTrainer
 

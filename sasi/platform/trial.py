@@ -1,7 +1,9 @@
-"""The Tune trial driver: config → MLflow child run → TorchTrainer → test scoring → artifacts.
+"""The Tune trial driver: config → MLflow child run → training → test scoring → artifacts.
 
-A trial is a light Tune function (``trial_driver``) that launches a Ray Train run named from stable IDs
-(``f"{suite}-{trial_id}"``), so a restarted trial resumes from that run's checkpoints. Callbacks here
+A trial is a Tune function (``trial_driver``) that launches a Ray Train run named from stable IDs
+(``f"{suite}-{trial_id}"``), so a restarted trial resumes from that run's checkpoints; a one-worker trial on
+local (or mounted) storage trains in its own actor instead (``inline``: no worker group to start), checkpoints
+under the same name. Callbacks here
 run in the suite driver: :class:`CloseRuns` leaves no MLflow run RUNNING when Tune stops or fails a trial.
 """
 
@@ -37,6 +39,7 @@ class TrialSpec:
     cpus_per_worker: float = 1.0
     extra_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per Train worker
     max_failures: int = 2
+    inline: bool = False  # one worker trained in the trial's own actor (see sasi.platform.runtime.trial_resources)
     split: str = "test"  # which tomograms the trained model is scored on ("val" for search trials)
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags of every child run
 
@@ -88,7 +91,7 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
             outcome = run_training(config, spec.workers, spec.gpus_per_worker, spec.storage, f"{spec.suite}-{trial_id}",
                                    uri, run_id, cpus_per_worker=spec.cpus_per_worker,
                                    max_failures=spec.max_failures, callbacks=[TuneReportCallback()],
-                                   extra_resources=spec.extra_resources)
+                                   extra_resources=spec.extra_resources, inline=spec.inline, on_report=tune.report)
             if outcome.checkpoint is None:
                 raise RuntimeError("training finished without a checkpoint")
             report = evaluate_checkpoint(local_checkpoint(outcome.checkpoint, Path(tmp) / "ckpt"),

@@ -248,7 +248,7 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
         base["data"]["dataset"] = str(Path(base["data"]["dataset"]).resolve())
     spec = TrialSpec(study.name, storage, uri, ctx["experiment"], ctx["parent"], base=base, workers=res.workers,
                      gpus_per_worker=res.worker.get("GPU", 0.0), cpus_per_worker=res.worker["CPU"],
-                     extra_resources=res.extra, max_failures=0, split="val",
+                     extra_resources=res.extra, max_failures=0, split="val", inline=res.inline,
                      tags={"sasi.study": study.name, "sasi.method": study.method, "sasi.phase": "search"})
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
     callbacks: list[tune.Callback] = [CloseRuns(uri, ctx["experiment"]), ReapOrphans(),
@@ -340,7 +340,8 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
                                       "baseline": getattr(baseline, "name", baseline) or "none"})
     resume_command = resume_command or interrupts.command_line(add=("--resume",))
     with interrupts.guarded(uri, experiment, parent, resume_command) as stop:
-        res = trial_resources(workers_per_trial, gpus_per_trial / max(1, workers_per_trial), trials=trials)
+        res = trial_resources(workers_per_trial, gpus_per_trial / max(1, workers_per_trial), trials=trials,
+                              inline=not tracking.is_remote(storage))
         ctx = {"storage": storage, "uri": uri, "experiment": experiment, "parent": parent, "resources": res,
                "resume": resume, "scheduler": scheduler, "seed": seed, "trials": trials, "optuna_db": optuna_db,
                "stop": stop}
