@@ -198,6 +198,7 @@ def tune(
     baseline: Annotated[Optional[Path], typer.Option(help="Pair against an earlier baseline search: its folder <storage>/<space> (search.json).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted search (Tuner.restore).")] = False,
     restart: Annotated[bool, typer.Option(help="Start a new search where one is stored (the old one is kept aside).")] = False,
+    warm_start: Annotated[Optional[Path], typer.Option(help="Storage of an earlier part of this search: its finished trials count towards --trials and teach the sampler; only the rest run.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), one study per shot count, tracked in MLflow."""
@@ -224,7 +225,11 @@ def tune(
     for checked in [parsed] + ([base_parsed] if base_parsed else []):
         preflight.search(checked, trials, workers_per_trial, 0.0 if gpus is None else gpus, shots=studies)
     settings = {"trials": trials, "scheduler": scheduler, "seed": seed, "shots": studies, "confirm": confirm,
-                "baseline": str(baseline or baseline_space or "")}
+                "baseline": str(baseline or baseline_space or ""), "warm_start": str(warm_start or "")}
+    if warm_start is not None:
+        from sasi.platform.tune import check_warm_start
+
+        check_warm_start(warm_start, [parsed] + ([base_parsed] if base_parsed else []), studies)
     preflight.search_resume(parsed, _storage(storage), settings, resume=resume, restart=restart)
     init_ray()
     if gpus is None:
@@ -237,7 +242,7 @@ def tune(
         gpus = packing.gpus_per_trial
     out = run_search(parsed, trials, gpus, None if scheduler == "none" else scheduler, _storage(storage),
                      tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed, restart=restart,
-                     shots=studies, confirm=confirm, baseline=base_parsed or baseline)
+                     shots=studies, confirm=confirm, baseline=base_parsed or baseline, warm_start=warm_start)
     for study in out.summary.get("studies", []):
         shown = f"test F1 {study['test_f1']:.3f}" if study.get("test_f1") is not None else ""
         if study.get("paired_gain_vs_df") is not None:

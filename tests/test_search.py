@@ -116,6 +116,43 @@ def test_search_per_shot_count_with_failed_trial_and_confirmation(ray_session, d
     assert "Search per shot count" in report and "search_f1_vs_shots" in report
 
 
+def test_search_in_parts_warm_starts_from_the_earlier_part(ray_session, data, tmp_path):
+    """A search split over two sessions: the second part counts the first's trials towards --trials, runs only
+    the rest, and its summary and Optuna study hold both; a part with nothing left to run trains nothing."""
+    import optuna
+    from typer.testing import CliRunner
+
+    from sasi.cli import _expand_lists, app
+
+    space = tmp_path / "parts.yaml"
+    space.write_text(yaml.safe_dump({"name": "parts", "preset": "df-cc3d", "base": tiny(data),
+                                     "parameters": {"train.lr": {"type": "choice", "values": [0.003, 0.001]}}}))
+
+    def part(folder: str, trials: int, *more: str) -> dict:
+        args = ["tune", str(space), "--shots", "1", "--trials", str(trials), "--scheduler", "none",
+                "--storage", str(tmp_path / folder), *more]
+        result = CliRunner().invoke(app, _expand_lists(args))
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return json.loads((tmp_path / folder / "parts" / "search.json").read_text())["studies"][0]
+
+    first = part("part1", 1)
+    second = part("part2", 2, "--warm-start", str(tmp_path / "part1"))
+    assert first["trials"] == 1 and first["warm_started"] == 0
+    assert second["trials"] == 2 and second["warm_started"] == 1 and second["completed"] == 2
+    assert second["best_val_f1"] >= first["best_val_f1"]  # the best of both parts
+    study = optuna.load_study(study_name="parts-N1", storage=f"sqlite:///{tmp_path}/part2/parts-N1-optuna.db")
+    assert len(study.trials) == 2  # carried over, so a third part can start from this one alone
+    _, runs = mlflow_runs(f"sqlite:///{tmp_path}/part2/mlflow.db")
+    assert len([r for r in runs if r.data.tags.get("sasi.phase") == "search"]) == 1  # only the new trial ran here
+    third = part("part3", 2, "--warm-start", str(tmp_path / "part2"))
+    assert third["trials"] == 2 and third["warm_started"] == 2 and third["best_config"] == second["best_config"]
+    result = CliRunner().invoke(app, _expand_lists(["tune", str(space), "--shots", "1", "--trials", "1",
+                                                    "--storage", str(tmp_path / "part4"), "--warm-start",
+                                                    str(tmp_path / "nowhere")]))
+    assert result.exit_code != 0 and "no Optuna study 'parts-N1'" in str(result.exception)
+    assert not list((tmp_path / "part4").iterdir())  # refused before anything started
+
+
 # ---- no Ray: the pieces -----------------------------------------------------------------------------------
 
 def test_asha_grace_waits_past_iss_and_a_quarter_of_training():

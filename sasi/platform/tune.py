@@ -37,11 +37,18 @@ log = logging.getLogger(__name__)
 
 
 class SasiOptunaSearch(OptunaSearch):
-    """Tells Optuna PRUNED for trials a scheduler stopped early and forwards metric constraints."""
+    """Tells Optuna PRUNED for trials a scheduler stopped early and forwards metric constraints; ``prior``
+    (finished trials of an earlier part of the same search) go into the study before the first ask."""
 
-    def __init__(self, *args, constraints: dict[str, float] | None = None, **kwargs):
+    def __init__(self, *args, constraints: dict[str, float] | None = None,
+                 prior: list[optuna.trial.FrozenTrial] | None = None, **kwargs):
+        self.prior = list(prior or [])
         super().__init__(*args, **kwargs)
         self.constraints = constraints or {}
+
+    def _setup_study(self, mode):  # private in ray 2.60 (pinned); Ray's warm start does not take define-by-run spaces
+        super()._setup_study(mode)
+        self._ot_study.add_trials(self.prior)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)  # private in ray 2.60 (pinned)
@@ -85,12 +92,50 @@ def _frozen_trial(space: SearchSpace, config: dict, result: dict, trial_id: str 
                                      state=state, user_attrs={"ray_trial_id": trial_id})
 
 
-def study_of(results, space: SearchSpace) -> optuna.Study:
-    """An in-memory Optuna study of a search's finished trials (Tune ``Result``s; errored ones left out)."""
+def study_of(results, space: SearchSpace, prior: list[optuna.trial.FrozenTrial] | None = None) -> optuna.Study:
+    """An in-memory Optuna study of a search's finished trials (Tune ``Result``s; errored ones left out), after
+    the ``prior`` ones of an earlier part of the search."""
     study = optuna.create_study(direction=_direction(space))
-    study.add_trials([_frozen_trial(space, r.config or {}, r.metrics or {}, (r.metrics or {}).get("trial_id"))
-                      for r in results if not r.error])
+    study.add_trials([*(prior or []), *(_frozen_trial(space, r.config or {}, r.metrics or {},
+                                                      (r.metrics or {}).get("trial_id")) for r in results if not r.error)])
     return study
+
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+STATUS = {optuna.trial.TrialState.COMPLETE: "completed", optuna.trial.TrialState.PRUNED: "stopped",
+          optuna.trial.TrialState.FAIL: "failed"}
+
+
+def prior_trials(folder: str | Path | None, study: Study) -> list[optuna.trial.FrozenTrial]:
+    """The finished trials of ``study`` in an earlier search's storage (its Optuna mirror
+    ``<folder>/<study>-optuna.db``): a search split into parts (sessions, machines) continues from them."""
+    if folder is None:
+        return []
+    db = Path(folder) / f"{study.name}-optuna.db"
+    if not db.is_file():
+        raise SasiError(f"--warm-start: no Optuna study {study.name!r} there (expected {db.name})", folder)
+    stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{db.resolve()}")
+    return stored.get_trials(deepcopy=True, states=FINISHED)
+
+
+def check_warm_start(folder: str | Path, spaces: list[SearchSpace], shots: list[int]) -> None:
+    """Before anything starts: every study of ``spaces`` at ``shots`` has its Optuna mirror in ``folder``."""
+    from sasi.platform.studies import studies_of
+
+    for space in spaces:
+        for study in studies_of(space, str(folder), shots):
+            if not (Path(folder) / f"{study.name}-optuna.db").is_file():
+                raise SasiError(f"--warm-start: no Optuna study {study.name!r} there (expected {study.name}-optuna.db)",
+                                folder)
+
+
+def prior_frame(prior: list[optuna.trial.FrozenTrial], space: SearchSpace, study: Study) -> pd.DataFrame:
+    """:func:`trial_frame`'s rows for ``prior`` trials (their sampled parameters and objective; ``warm_start``)."""
+    return pd.DataFrame([{"trial_id": t.user_attrs.get("ray_trial_id", f"prior-{t.number}"), "method": study.method,
+                          "study": study.name, "shots": study.shots, "status": STATUS[t.state], "error": "",
+                          "warm_start": True, **({space.metric: t.value} if t.value is not None else {}),
+                          **({COMPLETED: 1.0} if t.state == optuna.trial.TrialState.COMPLETE else {}),
+                          **{f"config/{k}": v for k, v in t.params.items()}} for t in prior])
 
 
 class OptunaMirror(tune.Callback):
@@ -111,6 +156,14 @@ class OptunaMirror(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.on_trial_complete(iteration, trials, trial, failed=True)
+
+    def carry(self, prior: list[optuna.trial.FrozenTrial]) -> None:
+        """Copy an earlier part's trials in (once), so the next part can warm-start from this one alone."""
+        if not prior:
+            return
+        study = self._study()
+        have = {t.user_attrs.get("ray_trial_id") for t in study.get_trials(deepcopy=False)}
+        study.add_trials([t for t in prior if t.user_attrs.get("ray_trial_id") not in have])
 
 
 def varying_params(study: optuna.Study) -> list[str]:
@@ -165,7 +218,7 @@ def _results_files(frame: pd.DataFrame, space: SearchSpace, folder: Path) -> lis
 
 
 def _log_summary(uri: str, parent: str, grid, frame: pd.DataFrame, space: SearchSpace,
-                 study: str = "") -> dict[str, float]:
+                 study: str = "", prior: list[optuna.trial.FrozenTrial] | None = None) -> dict[str, float]:
     """The parent run's results table, importances and figures (these last two best effort); with ``study``
     (``N5``) they go under that artifact folder and ``importance/<study>/<param>``. Returns the importances."""
     from sasi.platform import tracking
@@ -174,7 +227,7 @@ def _log_summary(uri: str, parent: str, grid, frame: pd.DataFrame, space: Search
     found: dict[str, float] = {}
 
     def log_figures(folder: Path) -> None:
-        importances, files = search_figures(study_of(grid, space), folder, space.metric)
+        importances, files = search_figures(study_of(grid, space, prior), folder, space.metric)
         found.update(importances)
         tracking.log_metrics(uri, parent, {f"{key}{k}": v for k, v in importances.items()})
         tracking.log_artifacts(uri, parent, files, study or None)
@@ -193,6 +246,7 @@ class StudyOutcome:
     best_metrics: dict[str, float]
     full_config: dict[str, Any] | None  # the best trial's whole configuration (nested), for confirmation
     importances: dict[str, float]
+    warm_started: int = 0  # trials taken from an earlier part of the search (--warm-start)
 
     def entry(self) -> dict[str, Any]:
         """This study's part of ``search.json`` (confirmation fields filled in later)."""
@@ -200,6 +254,7 @@ class StudyOutcome:
         return {"shots": self.study.shots, "method": self.study.method, "study": self.study.name,
                 "trials": int(len(self.frame)), "completed": int((status == "completed").sum()),
                 "stopped": int((status == "stopped").sum()), "failed": int((status == "failed").sum()),
+                "warm_started": self.warm_started,
                 "best_val_f1": self.best_metrics.get("val_class_f1"), "best_config": self.best_config,
                 "importances": self.importances, "config": self.full_config}
 
@@ -251,26 +306,32 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
                      extra_resources=res.extra, max_failures=0, split="val", inline=res.inline,
                      tags={"sasi.study": study.name, "sasi.method": study.method, "sasi.phase": "search"})
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), res.driver)
+    prior = prior_trials(ctx["warm_start"], study)
+    remaining = ctx["trials"] - len(prior)
     callbacks: list[tune.Callback] = [CloseRuns(uri, ctx["experiment"]), ReapOrphans(),
-                                      Progress(study.tune_name, ctx["trials"])]
+                                      Progress(study.tune_name, max(remaining, 0))]
     if ctx["optuna_db"] and not tracking.is_remote(storage):
-        callbacks.append(OptunaMirror(f"sqlite:///{storage}/{study.name}-optuna.db", study.name, space))
+        mirror = OptunaMirror(f"sqlite:///{storage}/{study.name}-optuna.db", study.name, space)
+        mirror.carry(prior)
+        callbacks.append(mirror)
     if ctx["resume"] and tune.Tuner.can_restore(study.path):
         reap_orphaned_placement_groups()
         tuner = tune.Tuner.restore(study.path, trainable, resume_errored=True, restart_errored=False,
                                    resume_unfinished=True)
-    else:
+    elif remaining > 0:
         scheduler = ctx["scheduler"]
         if scheduler == "asha":
             scheduler = asha(space.config({"data.shots": study.shots}), space)
+        tried = [t.params for t in prior]
+        start = [dict(p) for p in space.start if dict(p) not in tried]  # an earlier part already ran these
         searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
                                     sampler=optuna.samplers.TPESampler(seed=ctx["seed"]),
-                                    points_to_evaluate=[dict(p) for p in space.start] or None,
+                                    points_to_evaluate=start or None, prior=prior,
                                     constraints={c.metric: c.max for c in space.constraints})
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=space.metric,
-                                        mode=space.mode, num_samples=ctx["trials"],
+                                        mode=space.mode, num_samples=remaining,
                                         max_concurrent_trials=res.max_concurrent),
             # a failed search trial is recorded as failed and the search goes on; retrying a diverged
             # configuration (NaN loss) would only fail again
@@ -278,33 +339,37 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
                                       verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
-    quiet_tune()
-    try:
-        with ctx["stop"].fit():
-            grid = tuner.fit()
-    finally:
-        if not tracking.is_remote(study.path):
-            collect_worker_logs(f"{study.path}/logs")
-    ctx["stop"].check()
-    frame = trial_frame(grid, space, study)
-    best = _best(grid, space.metric, space.mode)
-    best_metrics = {k: v for k, v in ((best.metrics or {}) if best else {}).items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    else:
+        tuner = None  # the earlier parts already ran every trial asked for
+    grid = []
+    if tuner is not None:
+        quiet_tune()
+        try:
+            with ctx["stop"].fit():
+                grid = tuner.fit()
+        finally:
+            if not tracking.is_remote(study.path):
+                collect_worker_logs(f"{study.path}/logs")
+        ctx["stop"].check()
+    frame = pd.concat([prior_frame(prior, space, study), trial_frame(grid, space, study)], ignore_index=True)
+    frame["warm_start"] = frame["warm_start"].eq(True) if "warm_start" in frame else False
+    best_params, best_metrics = _best(grid, prior, space)
     prefix = "" if study.single else f"N{study.shots}"
-    importances = _log_summary(uri, ctx["parent"], grid, frame, space, prefix) or {}
+    importances = _log_summary(uri, ctx["parent"], grid, frame, space, prefix, prior) or {}
     tag = f".N{study.shots}" if not study.single else ""
     tracking.log_metrics(uri, ctx["parent"], {f"best_{k}{tag}": v for k, v in best_metrics.items()
                                               if k.startswith(("val_", "test_"))})
-    full = spec.trial_config(dict(best.config or {})) if best else None
-    return StudyOutcome(study, frame, dict(best.config or {}) if best else None, best_metrics,
-                        to_dict(full) if full else None, importances)
+    full = spec.trial_config(best_params) if best_params is not None else None
+    return StudyOutcome(study, frame, best_params, best_metrics, to_dict(full) if full else None, importances,
+                        len(prior))
 
 
 def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler: str | Any | None,
                storage: str, tracking_uri: str | None = None, resume: bool = False, *,
                workers_per_trial: int = 1, seed: int = 0, optuna_db: bool = True, restart: bool = False,
                resume_command: str | None = None, shots: list[int] | None = None, confirm: int = 0,
-               baseline: SearchSpace | str | Path | None = None) -> SearchOutcome:
+               baseline: SearchSpace | str | Path | None = None,
+               warm_start: str | Path | None = None) -> SearchOutcome:
     """Run (or ``resume``) a Tune search over ``space``; the caller has connected to Ray.
 
     ``shots`` (else ``space.shots``): one study per shot count; none: the single study at the base's
@@ -312,6 +377,11 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     folder of an earlier search (its ``search.json``). ``confirm`` K > 0: re-train each study's best
     configuration (and the baseline's) with K fresh seeds and score them on the test tomograms
     (:func:`sasi.platform.confirm.confirm`). Writes ``<storage>/<space>/search.json``.
+
+    ``warm_start``: the storage of an earlier part of this search (same space, shot counts and baseline): each
+    study's finished trials there (its Optuna mirror) count towards ``trials``, go into the sampler and the
+    results, and only the rest are run, so a search can be split over sessions or machines (MLflow child runs
+    stay with the part that ran them).
 
     SIGINT/SIGTERM stop it cleanly (MLflow runs KILLED, no summary, :class:`~sasi.platform.interrupts.Interrupted`
     names ``resume_command``); ``restart`` detaches the search's old MLflow parent run.
@@ -344,7 +414,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
                               inline=not tracking.is_remote(storage))
         ctx = {"storage": storage, "uri": uri, "experiment": experiment, "parent": parent, "resources": res,
                "resume": resume, "scheduler": scheduler, "seed": seed, "trials": trials, "optuna_db": optuna_db,
-               "stop": stop}
+               "stop": stop, "warm_start": warm_start}
         outcomes = [_run_study(sp, study, ctx) for sp in [space] + ([baseline_space] if baseline_space else [])
                     for study in studies_of(sp, storage, shots)]
         if all(o.best_config is None for o in outcomes):
@@ -380,12 +450,16 @@ def _first_error(outcomes: list[StudyOutcome]) -> str:
     return ""
 
 
-def _best(grid, metric: str, mode: str):
-    """Best trial among those that trained to the end with a finite score (stopped trials' early scores and
-    failed trials don't count); ``None`` when there is none."""
-    done = [r for r in grid if not r.error and (r.metrics or {}).get(COMPLETED) and _finite((r.metrics or {}).get(metric))]
+def _best(grid, prior: list[optuna.trial.FrozenTrial], space: SearchSpace) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """Sampled parameters and numeric metrics of the best trial that trained to the end with a finite score,
+    among this part's (Tune ``Result``s) and an earlier part's (``prior``; only their objective is known);
+    stopped trials' early scores and failed trials don't count. ``(None, {})`` when there is none."""
+    metric = space.metric
+    done = [(dict(r.config or {}), {k: v for k, v in r.metrics.items() if _finite(v)})
+            for r in grid if not r.error and (r.metrics or {}).get(COMPLETED) and _finite((r.metrics or {}).get(metric))]
+    done += [(dict(t.params), {metric: float(t.value)}) for t in prior
+             if t.state == optuna.trial.TrialState.COMPLETE and _finite(t.value)]
     if not done:
-        return None
-    sign = 1 if mode == "max" else -1
-    return max(done, key=lambda r: sign * r.metrics[metric])
-
+        return None, {}
+    sign = 1 if space.mode == "max" else -1
+    return max(done, key=lambda d: sign * d[1][metric])
