@@ -227,7 +227,7 @@ def tune(
     settings = {"trials": trials, "scheduler": scheduler, "seed": seed, "shots": studies, "confirm": confirm,
                 "baseline": str(baseline or baseline_space or ""), "warm_start": str(warm_start or "")}
     if warm_start is not None:
-        from sasi.platform.tune import check_warm_start
+        from sasi.platform.searcher import check_warm_start
 
         check_warm_start(warm_start, [parsed] + ([base_parsed] if base_parsed else []), studies)
     preflight.search_resume(parsed, _storage(storage), settings, resume=resume, restart=restart)

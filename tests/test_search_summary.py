@@ -49,7 +49,7 @@ def frame(grid) -> pd.DataFrame:
 def test_study_of_finished_trials(space):
     import optuna
 
-    from sasi.platform.tune import study_of
+    from sasi.platform.searcher import study_of
 
     study = study_of(results(), space)
     states = [t.state for t in study.trials]
@@ -60,7 +60,7 @@ def test_study_of_finished_trials(space):
 
 
 def test_importances_and_figures(space, tmp_path):
-    from sasi.platform.tune import search_figures, study_of
+    from sasi.platform.searcher import search_figures, study_of
 
     importances, files = search_figures(study_of(results(), space), tmp_path, "val_class_f1")
     assert set(importances) == {"train.lr", "loss.dice_weight"} and sum(importances.values()) == pytest.approx(1)
@@ -73,7 +73,7 @@ def test_importances_and_figures(space, tmp_path):
     ([(1e-3, 5.0, 0.3, True), (1e-3, 5.0, 0.4, True)], "no parameter varied"),
 ])
 def test_importances_skipped_with_a_warning(space, tmp_path, caplog, rows, why):
-    from sasi.platform.tune import search_figures, study_of
+    from sasi.platform.searcher import search_figures, study_of
 
     assert search_figures(study_of(results(rows), space), tmp_path, "val_class_f1") == ({}, [])
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
