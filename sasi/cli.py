@@ -225,7 +225,8 @@ def tune(
     for checked in [parsed] + ([base_parsed] if base_parsed else []):
         preflight.search(checked, trials, workers_per_trial, 0.0 if gpus is None else gpus, shots=studies)
     settings = {"trials": trials, "scheduler": scheduler, "seed": seed, "shots": studies, "confirm": confirm,
-                "baseline": str(baseline or baseline_space or ""), "warm_start": str(warm_start or "")}
+                "baseline": str(baseline or baseline_space or ""),
+                **({"warm_start": str(warm_start)} if warm_start else {})}  # unchanged hash for searches without it
     if warm_start is not None:
         from sasi.platform.searcher import check_warm_start
 
