@@ -59,10 +59,11 @@ def _timed(step, n: int, host_every: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _flops(step) -> float:
+def _flops(step) -> float | None:
+    """FLOPs of one step; None when the counter sees none (kernels replayed from CUDA graphs are invisible to it)."""
     with FlopCounterMode(display=False) as counter:
         step()
-    return counter.get_total_flops()
+    return counter.get_total_flops() or None
 
 
 def profile(dataset: str, mode: str, steps: int = 20) -> dict:
@@ -140,8 +141,8 @@ def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: 
         dt = _timed(step, steps, host_every)
         flops = _flops(step)
         row[f"{phase}_it_s"] = 1 / dt
-        row[f"{phase}_tflops"] = flops / dt / 1e12
-        row[f"{phase}_peak_pct"] = 100 * flops / dt / 1e12 / peak
+        row[f"{phase}_tflops"] = flops / dt / 1e12 if flops else None
+        row[f"{phase}_peak_pct"] = 100 * flops / dt / 1e12 / peak if flops else None
         row[f"{phase}_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
     trainer.step = 10**9  # past consistency.active_fraction: the plain supervised step (batch crops only)
     for _ in range(3):
