@@ -59,11 +59,14 @@ def _timed(step, n: int, host_every: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _flops(step) -> float | None:
-    """FLOPs of one step; None when the counter sees none (kernels replayed from CUDA graphs are invisible to it)."""
+def _flops(step, graphed: bool) -> float | None:
+    """FLOPs of one step; None for a graphed step (the counter sees only its eager part, not the replayed network)."""
+    if graphed:
+        step()
+        return None
     with FlopCounterMode(display=False) as counter:
         step()
-    return counter.get_total_flops() or None
+    return counter.get_total_flops()
 
 
 def profile(dataset: str, mode: str, steps: int = 20) -> dict:
@@ -139,7 +142,7 @@ def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         dt = _timed(step, steps, host_every)
-        flops = _flops(step)
+        flops = _flops(step, trainer.graphed is not None)
         row[f"{phase}_it_s"] = 1 / dt
         row[f"{phase}_tflops"] = flops / dt / 1e12 if flops else None
         row[f"{phase}_peak_pct"] = 100 * flops / dt / 1e12 / peak if flops else None
