@@ -4,6 +4,8 @@ detection mode from one segmentation pass, so modes compare on the same checkpoi
 
     python benchmarks/fewshot.py --iterations 4500 --methods df-cc3d sasi-star --shots 5 10 --parallel 6   # GPU
     python benchmarks/fewshot.py --quick                              # CPU smoke check (too short to learn)
+    python benchmarks/fewshot.py --suite ablations/sasi-star-fixes.yaml --methods sasi-star+restandardise \
+        --shots 10 --seeds 0 1 2 3 4 --parallel 8 --set train.cuda_graphs=true   # a suite's variants
 
 Runs are appended to ``<out>.runs.jsonl`` as they finish and skipped when already there (same method, N, seed,
 iterations, precision), so an interrupted benchmark resumes. Writes ``--out`` (rows and paired differences per
