@@ -38,7 +38,8 @@ def _dataset(recipe: str, root: str | Path, tag: str, splits: dict[str, int] | N
 
     folder = Path(root) / f"{recipe}-{tag}"
     if not (folder / "dataset.yaml").exists():
-        r = get_recipe(recipe, dev_templates())
+        dev_templates()  # exports $SASI_TEMPLATES for recipes built on polnet maps; built-in ones keep theirs
+        r = get_recipe(recipe)
         simulate_dataset(folder, r.simulation, splits or r.splits, seed=0, recipe=r.name, progress=False)
     return str(folder)
 

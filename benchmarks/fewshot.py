@@ -150,7 +150,8 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
     if not (data / "dataset.yaml").exists():
         from _common import dev_templates
 
-        recipe = get_recipe(args.recipe, dev_templates())
+        dev_templates()  # exports $SASI_TEMPLATES for recipes built on polnet maps; built-in ones keep theirs
+        recipe = get_recipe(args.recipe)
         t0 = time.perf_counter()
         simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name, progress=False)
         print(f"simulated {args.recipe} in {time.perf_counter() - t0:.1f} s", flush=True)
