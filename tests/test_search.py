@@ -140,6 +140,7 @@ def test_search_in_parts_warm_starts_from_the_earlier_part(ray_session, data, tm
     assert first["trials"] == 1 and first["warm_started"] == 0
     assert second["trials"] == 2 and second["warm_started"] == 1 and second["completed"] == 2
     assert second["best_val_f1"] >= first["best_val_f1"]  # the best of both parts
+    assert second["cost"]["trials_timed"] == 2 and 1 <= second["cost"]["trials_to_target"] <= 2  # the mirror kept the time
     study = optuna.load_study(study_name="parts-N1", storage=f"sqlite:///{tmp_path}/part2/parts-N1-optuna.db")
     assert len(study.trials) == 2  # carried over, so a third part can start from this one alone
     _, runs = mlflow_runs(f"sqlite:///{tmp_path}/part2/mlflow.db")
@@ -209,3 +210,25 @@ def test_paired_gain_is_the_mean_of_per_seed_differences():
     assert m["paired_ci95"] == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-3)  # t(0.975, 2) · sd / √n
     assert df["paired_gain_vs_df"] is None and df["test_ci95"] == 0
     assert list(summary_frame(summary)["method"]) == ["m", "df"]
+
+
+def test_search_cost_against_a_full_grid():
+    """Trial-hours until the first completed trial within 0.01 of the best, stopped and failed trials included,
+    against a grid of every choice × 3 levels per number at the completed trials' mean cost."""
+    from sasi.platform.efficiency import grid_points, search_cost
+    from sasi.platform.search_space import Parameter
+
+    knobs = [Parameter("infill.mask_rule", "choice", values=("a", "b", "c")), Parameter("train.lr", "log", 1e-5, 1e-3),
+             Parameter("detect.threshold", "float", 0.3, 0.7), Parameter("data.patch", "int", 16, 17)]
+    assert grid_points(knobs) == 3 * 3 * 3 * 2
+    frame = pd.DataFrame({"status": ["stopped", "completed", "failed", "completed", "completed"],
+                          "val_class_f1": [0.9, 0.40, None, 0.495, 0.50],  # a stopped trial's early score never counts
+                          "time_total_s": [1800.0, 3600.0, 360.0, 3600.0, 3600.0]})
+    cost = search_cost(frame, "val_class_f1", "max", grid_trials=54, gpus_per_trial=0.25)
+    assert cost["best"] == 0.50 and cost["trials_to_target"] == 4  # 0.495 is within 0.01 of 0.50
+    assert cost["trial_hours_to_target"] == pytest.approx(0.5 + 1 + 0.1 + 1)
+    assert cost["grid_trial_hours"] == pytest.approx(54.0) and cost["search_vs_grid"] == pytest.approx(2.6 / 54)
+    assert cost["gpu_hours_to_target"] == pytest.approx(0.65) and cost["trials_timed"] == 5
+    assert search_cost(frame.assign(status="failed"), "val_class_f1", "max", 54, 1.0) == {}
+    low = search_cost(frame.assign(val_class_f1=[0.1, 0.30, None, 0.2, 0.205]), "val_class_f1", "min", 54, 1.0)
+    assert low["best"] == 0.2 and low["trials_to_target"] == 4

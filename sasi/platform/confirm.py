@@ -165,7 +165,8 @@ def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
         rows.append({"method": s["method"], "shots": s["shots"], "trials": s.get("trials"),
                      "failed": s.get("failed"), "best_val_f1": s.get("best_val_f1"), "test_f1": s.get("test_f1"),
                      "test_ci95": s.get("test_ci95"), "paired_gain_vs_df": s.get("paired_gain_vs_df"),
-                     "paired_ci95": s.get("paired_ci95"), "best_config": best or "–",
+                     "paired_ci95": s.get("paired_ci95"),
+                     "search_vs_grid": (s.get("cost") or {}).get("search_vs_grid"), "best_config": best or "–",
                      "importances": ", ".join(f"{k} {v:.2f}" for k, v in top) or "–"})
     return pd.DataFrame(rows)
 

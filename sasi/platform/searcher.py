@@ -74,8 +74,10 @@ def _frozen_trial(space: SearchSpace, config: dict, result: dict, trial_id: str 
     done = completed and finite(value) and not failed
     state = (optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL if failed or completed
              else optuna.trial.TrialState.PRUNED)
+    attrs = {"ray_trial_id": trial_id, **({"time_total_s": float(result["time_total_s"])}
+                                         if finite(result.get("time_total_s")) else {})}
     return optuna.trial.create_trial(params=params, distributions=dists, value=value if done else None,
-                                     state=state, user_attrs={"ray_trial_id": trial_id})
+                                     state=state, user_attrs=attrs)
 
 
 def study_of(results, space: SearchSpace, prior: list[optuna.trial.FrozenTrial] | None = None) -> optuna.Study:
@@ -120,6 +122,7 @@ def prior_frame(prior: list[optuna.trial.FrozenTrial], space: SearchSpace, study
     return pd.DataFrame([{"trial_id": t.user_attrs.get("ray_trial_id", f"prior-{t.number}"), "method": study.method,
                           "study": study.name, "shots": study.shots, "status": STATUS[t.state], "error": "",
                           "warm_start": True, **({space.metric: t.value} if t.value is not None else {}),
+                          **({"time_total_s": t.user_attrs["time_total_s"]} if "time_total_s" in t.user_attrs else {}),
                           **({COMPLETED: 1.0} if t.state == optuna.trial.TrialState.COMPLETE else {}),
                           **{f"config/{k}": v for k, v in t.params.items()}} for t in prior])
 

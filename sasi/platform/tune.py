@@ -26,6 +26,7 @@ from ray import tune
 
 from sasi.config import to_dict
 from sasi.errors import SasiError
+from sasi.platform.efficiency import grid_points, search_cost
 from sasi.platform.search_space import SearchSpace
 from sasi.platform.searcher import (
     OptunaMirror,
@@ -94,6 +95,7 @@ class StudyOutcome:
     full_config: dict[str, Any] | None  # the best trial's whole configuration (nested), for confirmation
     importances: dict[str, float]
     warm_started: int = 0  # trials taken from an earlier part of the search (--warm-start)
+    cost: dict[str, Any] = field(default_factory=dict)  # against a full grid (sasi.platform.efficiency)
 
     def entry(self) -> dict[str, Any]:
         """This study's part of ``search.json`` (confirmation fields filled in later)."""
@@ -101,7 +103,7 @@ class StudyOutcome:
         return {"shots": self.study.shots, "method": self.study.method, "study": self.study.name,
                 "trials": int(len(self.frame)), "completed": int((status == "completed").sum()),
                 "stopped": int((status == "stopped").sum()), "failed": int((status == "failed").sum()),
-                "warm_started": self.warm_started,
+                "warm_started": self.warm_started, "cost": self.cost,
                 "best_val_f1": self.best_metrics.get("val_class_f1"), "best_config": self.best_config,
                 "importances": self.importances, "config": self.full_config}
 
@@ -206,9 +208,13 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
     tag = f".N{study.shots}" if not study.single else ""
     tracking.log_metrics(uri, ctx["parent"], {f"best_{k}{tag}": v for k, v in best_metrics.items()
                                               if k.startswith(("val_", "test_"))})
+    cost = search_cost(frame, space.metric, space.mode, grid_points(space.parameters),
+                       res.workers * res.worker.get("GPU", 0.0))
+    if cost.get("search_vs_grid") is not None:
+        tracking.log_metrics(uri, ctx["parent"], {f"search_vs_grid{tag}": cost["search_vs_grid"]})
     full = spec.trial_config(best_params) if best_params is not None else None
     return StudyOutcome(study, frame, best_params, best_metrics, to_dict(full) if full else None, importances,
-                        len(prior))
+                        len(prior), cost)
 
 
 def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler: str | Any | None,
