@@ -16,6 +16,11 @@ import torch
 from torch import Tensor, nn
 
 
+# The graphs' warm-up runs on a side stream; autograd then warns that gradient accumulation changed streams
+# (harmless: the step waits for it).
+warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+
+
 class _Pass(nn.Module):
     """One way of calling the network (logits, or logits and projection), as a module to graph."""
 
@@ -37,9 +42,6 @@ class GraphedNetwork:
     def __init__(self, net: nn.Module):
         self.net = net
         self.passes: dict[tuple, nn.Module] = {}
-        # the graphs' warm-up runs on a side stream; autograd then warns once per pass that gradient accumulation
-        # changed streams (harmless: the step waits for it)
-        warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
 
     def __call__(self, x: Tensor, project: bool = False):
         key = (tuple(x.shape), x.dtype, project)
