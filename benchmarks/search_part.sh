@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One part of the issue-18 search (README "The search", in parts) on a GPU machine that is lent in slices.
+#
+#   bash benchmarks/search_part.sh SPACE SHOTS TRIALS GPUS_PER_TRIAL
+#   e.g. bash benchmarks/search_part.sh sasi-core 10 6 0.16     # study sasi-core-N10 up to 6 trials in all
+#
+# Each study's Optuna mirror (<space>-N<shots>-optuna.db: every finished trial's parameters, score and time)
+# lives in benchmarks/results/search/parts/; a part warm-starts from it (so only TRIALS minus the trials
+# already there are trained) and writes it back, with the part's search.json, under
+# $OUT (when set) and in place. Commit the mirror after every part; the last part, with both spaces, all shot
+# counts and --confirm, writes benchmarks/results/search.json.
+set -euo pipefail
+space=$1 shots=$2 trials=$3 gpus=$4
+parts=benchmarks/results/search/parts
+data=runs/ray/data/shrec-like-v1-seed0
+study=$space-N$shots
+[ -f "$data/dataset.yaml" ] || python3 -m sasi simulate "$data" --recipe shrec-like-v1 --seed 0
+storage=runs/search-parts/$study-$(date +%Y%m%d-%H%M%S)
+warm=()
+[ -f "$parts/$study-optuna.db" ] && warm=(--warm-start "$parts")
+# stopped at $BUDGET_S (SIGTERM: a clean stop) so that a device call's time limit never loses the mirror;
+# trials still running then are lost and re-asked by the next part
+timeout "${BUDGET_S:-100000}" python3 -m sasi tune "search_spaces/$space.yaml" --shots "$shots" --trials "$trials" \
+    --gpus-per-trial "$gpus" --storage "$storage" "${warm[@]}" || echo "sasi tune ended with exit code $?"
+mkdir -p "$parts/$study"
+cp "$storage/$study-optuna.db" "$parts/"
+cp "$storage/$space/search.json" "$parts/$study/search.json" 2>/dev/null || true
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/parts" && cp -r "$parts/." "$OUT/parts/"; fi
