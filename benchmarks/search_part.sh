@@ -6,8 +6,7 @@
 #
 # Each study's Optuna mirror (<space>-N<shots>-optuna.db: every finished trial's parameters, score and time)
 # lives in benchmarks/results/search/parts/; a part warm-starts from it (so only TRIALS minus the trials
-# already there are trained) and writes it back, with the part's search.json, under
-# $OUT (when set) and in place. Commit the mirror after every part; the last part, with both spaces, all shot
+# already there are trained) and writes it back in place and under $OUT (when set, with the part's search.json). Commit the mirror after every part; the last part, with both spaces, all shot
 # counts and --confirm, writes benchmarks/results/search.json.
 set -euo pipefail
 space=$1 shots=$2 trials=$3 gpus=$4
@@ -22,7 +21,9 @@ warm=()
 # trials still running then are lost and re-asked by the next part
 timeout "${BUDGET_S:-100000}" python3 -m sasi tune "search_spaces/$space.yaml" --shots "$shots" --trials "$trials" \
     --gpus-per-trial "$gpus" --storage "$storage" "${warm[@]}" || echo "sasi tune ended with exit code $?"
-mkdir -p "$parts/$study"
+mkdir -p "$parts"
 cp "$storage/$study-optuna.db" "$parts/"
-cp "$storage/$space/search.json" "$parts/$study/search.json" 2>/dev/null || true
-if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/parts" && cp -r "$parts/." "$OUT/parts/"; fi
+if [ -n "${OUT:-}" ]; then   # the part's search.json holds this machine's paths: kept out of the repo
+  mkdir -p "$OUT/parts" && cp "$parts/$study-optuna.db" "$OUT/parts/"
+  cp "$storage/$space/search.json" "$OUT/$study-search.json" 2>/dev/null || true
+fi
