@@ -177,8 +177,8 @@ def test_auto_packing_counts_detection_tiles():
     assert auto_packing(config, cpus=2, gpus=[]).gpus_per_trial == 0  # CPU machine: CPU trials
     small = auto_packing(config, cpus=64, gpus=[30.0])
     assert small.trials_per_gpu == 2 and small.gpus_per_trial == 0.5  # memory binds: 27 GB / 11.3 GB
-    assert auto_packing(config, cpus=64, gpus=[139.0]).trials_per_gpu == 4  # throughput cap
-    assert auto_packing(preset_config("sasi", {"detect.tile": 128}), cpus=64, gpus=[30.0]).trials_per_gpu == 4
+    assert auto_packing(config, cpus=64, gpus=[139.0]).trials_per_gpu == 8  # throughput cap
+    assert auto_packing(preset_config("sasi", {"detect.tile": 128}), cpus=64, gpus=[30.0]).trials_per_gpu == 5  # 27 GB / 4.5 GB
 
 
 def test_shots_are_a_condition_not_a_dimension():
