@@ -117,6 +117,7 @@ def test_trains_with_iss_infill_and_consistency(pair, preset):
     assert config.infill.enabled and config.consistency.enabled and trainer.ssl_steps == trainer.iss_steps() == 2
     final = result.final
     assert final["iteration"] == 4 and all(math.isfinite(v) for v in final.values())
+    assert final["validate_s"] > 0  # each validation's own time is reported
     assert 0 < final["train_consistency"] and 0 <= final["train_pred_foreground"] <= 1
     assert 0 < final["train_label_foreground"] < 1 and 0 <= final["train_ssl_top1"] <= 1
     assert final["train_ssl_contrastive"] > 0

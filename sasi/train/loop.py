@@ -270,7 +270,9 @@ class Trainer(SelfSupervision):
         metrics = {"iteration": float(self.step), **{f"train_{k}": v for k, v in running.items()},
                    "elapsed_s": time.perf_counter() - started}
         if evaluate:
+            t0 = time.perf_counter()
             metrics.update(self.validate())
+            metrics["validate_s"] = time.perf_counter() - t0  # detection + scoring: slow detection settings show here
             self.history.append(metrics)
         if checkpoint and self.hooks.rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
