@@ -282,7 +282,8 @@ def ablate(
                         f"{first['shots']} shots, seed {first['seed']}: {first['error']})")
 
 
-def _predict_checks(tomograms: list[Path], out: Path, device: str, names: Optional[list[str]]) -> list[str]:
+def _predict_checks(tomograms: list[Path], out: Path, device: str, names: Optional[list[str]], tile: str = "auto"
+                    ) -> list[str]:
     """``sasi predict``'s arguments, checked before the model loads; returns each tomogram's name."""
     from sasi.io.mrc import tomogram_name
     from sasi.io.particles import FORMATS
@@ -297,6 +298,8 @@ def _predict_checks(tomograms: list[Path], out: Path, device: str, names: Option
 
         if not torch.cuda.is_available():
             raise SasiError(f"--device {device}: no CUDA device is available here; use --device cpu (or auto)")
+    if tile != "auto" and not (tile.isdigit() and int(tile) >= 8 and int(tile) % 4 == 0):
+        raise SasiError(f"--tile must be auto or a multiple of 4 voxels (at least 8), got {tile!r}")
     if names and len(names) != len(tomograms):
         raise SasiError(f"--name given {len(names)} time(s) for {len(tomograms)} tomogram(s): give one per tomogram")
     names = list(names) if names else [tomogram_name(t) for t in tomograms]
@@ -304,6 +307,19 @@ def _predict_checks(tomograms: list[Path], out: Path, device: str, names: Option
         raise SasiError(f"two tomograms would get the same name in the picks ({names}); give --name for each")
     check_storage(out.parent, "--out folder")
     return names
+
+
+def _tile(asked: str, configured: int, shape: tuple[int, int, int], device) -> int:
+    """``--tile``: a number as given; auto on a GPU: the largest tile its free memory holds; else the config's."""
+    if asked != "auto":
+        return int(asked)
+    if device.type != "cuda":
+        return configured
+    import torch
+
+    from sasi.detect.memory import largest_tile
+
+    return largest_tile(torch.cuda.mem_get_info(device)[0] / 1e9, shape)
 
 
 @app.command()
@@ -315,9 +331,10 @@ def predict(
     mode: Annotated[Optional[str], typer.Option(help="Detection mode: foreground (one pick per particle) or cc3d-per-class (the paper's); default from the config.")] = None,
     set_: SetOption = None,
     name: Annotated[Optional[list[str]], typer.Option(help="Tomogram name in the picks, once per tomogram (default: the folder of <dataset>/<tomo>/tomogram.mrc, else the file name).")] = None,
+    tile: Annotated[str, typer.Option(help="Tile edge in voxels, or auto: on a GPU the largest tile that fits its free memory (fewer, less overlapping tiles), on CPU detect.tile.")] = "auto",
 ) -> None:
     """Detect particles in tomograms with a trained model: segment → components → one pick per particle."""
-    names = _predict_checks(tomograms, out, device, name)
+    names = _predict_checks(tomograms, out, device, name, tile)
     import pyarrow as pa
 
     from sasi.config import apply_overrides
@@ -340,8 +357,9 @@ def predict(
         tomo = read_mrc(path, expect_voxel_size=state["voxel_size"])
         check_tomogram(tomo, config.data.patch, path)
         shape = tomo.shape
-        found = detect(net.backbone.to(dev), tomo.data, geometry, tomo_name, config=settings, min_score=min_score,
-                       device=dev, amp=config.train.amp)
+        edge = _tile(tile, settings.tile, shape, dev)
+        found = detect(net.backbone.to(dev), tomo.data, geometry, tomo_name, config=replace(settings, tile=edge),
+                       min_score=min_score, device=dev, amp=config.train.amp)
         tables.append(found.particles)
         console.print(f"{path}: {found.particles.num_rows} particles")
     write_particles(pa.concat_tables(tables), out, voxel_size=state["voxel_size"], shape_zyx=shape)

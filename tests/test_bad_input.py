@@ -212,6 +212,8 @@ CASES = {
                              "--out"),
     "predict-out-is-under-a-file": (["predict", "{ckpt}", "{ds}/test_00/tomogram.mrc", "--out",
                                      "{file}/picks.parquet"], "--out"),
+    "predict-bad-tile": (["predict", "{ckpt}", "{ds}/test_00/tomogram.mrc", "--tile", "250", "--out",
+                          P + "/p10.parquet"], "--tile"),
     "predict-bad-out-suffix": (["predict", "{ckpt}", "{ds}/test_00/tomogram.mrc", "--out", P + "/picks.txt"], "format"),
     "predict-missing-checkpoint": (["predict", "{tmp}/no-ckpt", "{ds}/test_00/tomogram.mrc", "--out",
                                     P + "/p10.parquet"], "checkpoint"),

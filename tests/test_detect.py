@@ -180,3 +180,14 @@ def test_balanced_tiles_cover_the_axis_on_the_pooling_grid(size, tile, margin):
 def test_tile_without_interior_is_a_clear_error():
     with pytest.raises(SasiError, match="no interior"):
         tile_starts(200, 64, 36)
+
+
+def test_auto_tile_is_the_largest_that_fits_the_free_memory():
+    from sasi.detect.memory import detection_gb, largest_tile
+
+    shape = (512, 512, 512)
+    assert largest_tile(139.0, shape) == 512  # an empty H200 holds the whole volume as one tile (91 GB)
+    tile = largest_tile(12.0, shape)  # a 12 GB budget: about the default tile
+    assert tile % 4 == 0 and 240 <= tile <= 272 and detection_gb(tile, shape) <= 0.85 * 12.0 < detection_gb(tile + 4, shape)
+    assert largest_tile(0.1, shape) == 64  # never below the floor (the run may then be out of memory, as asked)
+    assert largest_tile(139.0, (100, 200, 201)) == 204  # whole volume: its longest edge on the pooling grid

@@ -18,16 +18,16 @@ each, 84 %; 80 GB peak, 10 GB a trial, as estimated below). So at most :data:`TH
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import subprocess
 from dataclasses import dataclass
+
+from sasi.detect.memory import detection_gb
 
 log = logging.getLogger(__name__)
 
 TRAIN_GB_AT_16 = 0.66  # peak allocated, batch 16, 24³ crops, SaSi step (consistency: two passes)
 CONTEXT_GB = 0.9  # CUDA context + cuDNN workspace + allocator slack per trial process
-DETECT_GB = {128: 2.5, 192: 5.7, 256: 9.1, 320: 19.6}  # tile edge → peak GB (512³ volume, 13 classes, bf16)
 RESERVE = 0.1  # of the free memory, left unused (fragmentation, other processes)
 THROUGHPUT_CAP = 8  # trials per GPU: whole trials still gained from 6 to 8 on an H200 (module docstring)
 
@@ -39,16 +39,6 @@ class Packing:
     per_trial_gb: float
     free_gb: float | None
     why: str
-
-
-def detection_gb(tile: int, shape_zyx: tuple[int, int, int] | None = None) -> float:
-    """Peak detection memory for tiles of edge ``tile`` (interpolated in tile voxels), smaller when the volume
-    is smaller than a tile in some axis."""
-    edges = sorted(DETECT_GB)
-    per_voxel = {t: DETECT_GB[t] / t**3 for t in edges}
-    near = min(edges, key=lambda t: abs(t - tile))
-    voxels = math.prod(min(tile, d) for d in shape_zyx) if shape_zyx else tile**3
-    return per_voxel[near] * voxels
 
 
 def trial_gb(config, shape_zyx: tuple[int, int, int] | None = None) -> float:
