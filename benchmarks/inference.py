@@ -1,6 +1,6 @@
 """Full-tomogram inference: seconds end to end and per stage for one 512³ tomogram at 10 Å.
 
-    python benchmarks/inference.py             # GPU: 512³, tiles 192/256/320
+    python benchmarks/inference.py             # GPU: 512³, tiles 192/256/320 and auto (sasi predict's default)
     python benchmarks/inference.py --quick     # CPU smoke: 96³
 
 The network is first trained briefly (preset df-cc3d on recipe shrec-like-fast-v1) so that its
@@ -10,7 +10,8 @@ device), network+stitch (tiled fully convolutional pass; the segmentation maps k
 detection mode on the same maps (``foreground``: components, class vote, splitting, merging;
 ``cc3d-per-class``: the paper's components per argmax class), write (Parquet + STAR). Tiles are balanced cubes
 of edge at most ``tile`` with the network's receptive context as margin, so each tiling should equal one
-whole-volume pass; each is compared with the largest tile.
+whole-volume pass; each is compared with the largest tile. ``auto`` is ``sasi predict --tile auto``: the
+largest tile the GPU's free memory holds (:func:`sasi.detect.memory.largest_tile`), measured last.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from _common import TINY, dev_templates, print_table, train_only_dataset, write_
 from sasi.config import deep_update
 from sasi.dataset import load_dataset
 from sasi.detect import MODES, DetectConfig, ParticleGeometry, maps_to_particles, normalise_on, segment
+from sasi.detect.memory import largest_tile
 from sasi.io import read_mrc, write_mrc, write_particles
 from sasi.presets import preset_config
 from sasi.simulate import get_recipe
@@ -77,6 +79,7 @@ def main() -> None:
     quick = args.quick or device.type == "cpu"
     size = args.size or (96 if quick else 512)
     tiles = args.tiles or ([80, 96] if quick else [192, 256, 320])
+    auto = args.tiles is None and device.type == "cuda"
     dataset = train_only_dataset("shrec-like-fast-v1")
     overrides = {"data": {"dataset": dataset, "shots": 5}, "train": {"iterations": args.iterations or (20 if quick else 1500),
                                                                       "eval_every": 0}}
@@ -91,6 +94,8 @@ def main() -> None:
         path = write_mrc(Path(tmp) / "bench.mrc", tomo.volume, sim.voxel_size)
         del tomo
         rows = []
+        if auto:  # after the model is on the GPU, as in sasi predict
+            tiles = sorted({*tiles, largest_tile(torch.cuda.mem_get_info(device)[0] / 1e9, (size,) * 3)})
         for tile in tiles:  # margin: the network's receptive context, so every tiling should equal one pass
             try:
                 run_once(net, path, geometry, tile, device, Path(tmp))  # warm-up
