@@ -4,7 +4,7 @@ A trial's GPU memory is its training (weights, Adam, activations of a batch of c
 batch 16, 24³ crops, preset sasi: ``benchmarks/results/trial_packing-*.json``), the CUDA context and cuDNN
 workspace of its process (~0.9 GiB: 1.58 GiB seen by nvidia-smi for that trial), and the **transient peak of
 validation**: detection runs the network over the validation tomogram in tiles of edge ≤ ``detect.tile``
-(9.1 GB peak at tile 256 on a 512³ volume, 2.5/5.7/19.6 GB at 128/192/320: ``benchmarks/results/README.md``).
+(:func:`sasi.detect.memory.detection_gb`: 9.1 GB peak at tile 256 on a 512³ volume).
 Trials validate at unrelated moments, but nothing stops them from doing so at once, so every trial is counted
 with its detection peak. The free memory of the GPU is measured (``nvidia-smi``) when there is one.
 
@@ -12,7 +12,8 @@ Packing more trials than the GPU has throughput for only slows each down. Traini
 at four trials (aggregate 111 vs 106 it/s at two), but whole search trials also start up, validate and build
 batches on the host, and those phases interleave: on one H200 (sasi-core, 4,000 iterations, inline trials, CUDA
 graphs) six packed trials took 4.9 min (0.82 min each, GPU busy 70 % on average) and eight 6.2 min (0.78 min
-each, 84 %; 80 GB peak, 10 GB a trial, as estimated below). So at most :data:`THROUGHPUT_CAP` trials share a GPU; each trial also needs a CPU core. On a machine without GPUs ``auto`` means CPU trials (0).
+each, 84 %; 80 GB peak, 10 GB a trial, as estimated below). So at most :data:`THROUGHPUT_CAP` trials share a
+GPU; each trial also needs a CPU core. On a machine without GPUs ``auto`` means CPU trials (0).
 """
 
 from __future__ import annotations
