@@ -61,6 +61,8 @@ def test_workers_zero_trains_in_process_without_ray(data, tmp_path):
     assert 0 <= report.metrics["test_class_f1"] <= 1 and len(report.history) == 2
     assert {p.name for p in report.files} == {"predictions.parquet", "predictions.star", "slice.png",
                                               "training_curves.png", "per_class_f1.png"}
+    again = run_training(config, 0, 0, tmp_path, "solo")  # e.g. a trial restored after its driver was killed
+    assert again.checkpoint == outcome.checkpoint and again.metrics["val_class_f1"] == outcome.metrics["val_class_f1"]
 
 
 def test_suite_file_validation(tmp_path):

@@ -107,8 +107,9 @@ def _in_process(loop_config: dict[str, Any], storage: str, name: str, progress: 
     ``keep``), and a re-run resumes from the latest one there. ``on_report`` also gets every report."""
     config = from_dict(SasiConfig, loop_config["config"], "config")
     folder = Path(storage) / name
-    state: dict[str, Any] = {"checkpoint": None, "metrics": {}}
     existing = sorted(folder.glob("checkpoint_*"))
+    # A re-run after the final checkpoint trains nothing: the outcome is that checkpoint and its last scores.
+    state: dict[str, Any] = {"checkpoint": existing[-1] if existing else None, "metrics": {}}
 
     def send(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         state["metrics"] = metrics
@@ -125,9 +126,9 @@ def _in_process(loop_config: dict[str, Any], storage: str, name: str, progress: 
         if on_report is not None:
             on_report(metrics)
 
-    fit(config, Hooks(report=_reporter(loop_config, 0, send), resume_from=existing[-1] if existing else None),
-        progress=progress)
-    return TrainingOutcome(state["checkpoint"], state["metrics"])
+    result = fit(config, Hooks(report=_reporter(loop_config, 0, send), resume_from=existing[-1] if existing else None),
+                 progress=progress)
+    return TrainingOutcome(state["checkpoint"], state["metrics"] or (result.history or [{}])[-1])
 
 
 def run_training(config: SasiConfig, workers: int, gpus_per_worker: float, storage: str | os.PathLike,
