@@ -36,6 +36,9 @@ MODES = {  # name → (train overrides, TF32 matmul/conv)
                                                              "cudnn_benchmark": True}, True),
     "bf16+channels_last+cudnn_benchmark+cuda_graphs": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
                                                         "cuda_graphs": True}, True),
+    "bf16+channels_last+cudnn_benchmark+cuda_graphs+graph_step": ({"amp": True, "channels_last": True,
+                                                                   "cudnn_benchmark": True, "cuda_graphs": True,
+                                                                   "graph_step": True}, True),
     "bf16+channels_last+cudnn_benchmark+compile": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
                                                     "compile": True}, True),
 }
@@ -102,28 +105,32 @@ def profile(dataset: str, mode: str, steps: int = 20) -> dict:
 
 
 def graph_equivalence(dataset: str, steps: int = 10) -> dict:
-    """Same seed, eager vs CUDA graphs: the losses of ``steps`` SSL, consistency and plain supervised steps.
+    """Same seed, eager vs CUDA graphs of the network passes vs the whole supervised step as one graph: the
+    losses of ``steps`` SSL, consistency and plain supervised steps.
 
-    cuDNN autotuning is off and deterministic algorithms on, so both runs launch the same kernels; any
+    cuDNN autotuning is off and deterministic algorithms on, so every run launches the same kernels; any
     difference is the graphs' doing.
     """
     torch.backends.cudnn.deterministic = True
     losses = {}
-    for graphs in (False, True):
+    for mode, graphs in {"eager": {"cuda_graphs": False}, "graphs": {"cuda_graphs": True},
+                         "graph_step": {"cuda_graphs": True, "graph_step": True}}.items():
         config = preset_config("sasi", {"data": {"dataset": dataset, "shots": 5}, "train": {
-            "iterations": 2 * steps, "amp": True, "channels_last": True, "cudnn_benchmark": False,
-            "cuda_graphs": graphs}})
+            "iterations": 2 * steps, "amp": True, "channels_last": True, "cudnn_benchmark": False, **graphs}})
         trainer, out = Trainer(config, progress=False), []
         for _ in range(steps):
             out.append(float(trainer.ssl_step()["ssl_contrastive"]))
         for _ in range(2 * steps):  # the first half with the consistency branch, then plain steps
             out.append(float(trainer.supervised_step()["loss"]))
             trainer.step += 1
-        losses[graphs] = out
+        losses[mode] = out
     torch.backends.cudnn.deterministic = False
-    diff = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(losses[False], losses[True])]
-    print(f"CUDA graphs vs eager, {len(diff)} steps from one seed: max relative loss difference {max(diff):.2e}")
-    return {"steps": len(diff), "max_relative_difference": max(diff), "eager": losses[False], "graphs": losses[True]}
+    result = {"steps": 3 * steps, **losses}
+    for mode in ("graphs", "graph_step"):
+        diff = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(losses["eager"], losses[mode]))
+        print(f"{mode} vs eager, {3 * steps} steps from one seed: max relative loss difference {diff:.2e}")
+        result[f"max_relative_difference_{mode}"] = diff
+    return result
 
 
 def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: float) -> dict:
@@ -142,7 +149,7 @@ def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         dt = _timed(step, steps, host_every)
-        flops = _flops(step, trainer.graphed is not None)
+        flops = _flops(step, trainer.graphed is not None or trainer.step_graph is not None)
         row[f"{phase}_it_s"] = 1 / dt
         row[f"{phase}_tflops"] = flops / dt / 1e12 if flops else None
         row[f"{phase}_peak_pct"] = 100 * flops / dt / 1e12 / peak if flops else None

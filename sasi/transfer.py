@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -22,3 +24,14 @@ def to_device(t: Tensor, device: torch.device | str | None, dtype: torch.dtype |
     if NON_BLOCKING and device.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+@lru_cache(maxsize=256)
+def _constant(values: tuple[float, ...], device: torch.device) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def device_constant(values: tuple[float, ...] | list[float], device: torch.device | str | None) -> Tensor:
+    """A small float32 constant on ``device``, made once and then shared (read-only): a step captured as a CUDA
+    graph may not copy from the host, so the constants its first (eager) run made are the ones it reuses."""
+    return _constant(tuple(float(v) for v in values), torch.device(device or "cpu"))

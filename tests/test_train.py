@@ -156,16 +156,28 @@ def _losses(trainer, steps: int = 3) -> list[float]:
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU"))])
 def test_cuda_graphs_leave_the_losses_alone(pair, device):
-    """train.cuda_graphs replays the same kernels: the same seed gives the same losses (on CPU it is eager)."""
+    """train.cuda_graphs (network passes) and train.graph_step (the whole supervised step) replay the same maths:
+    the same seed gives the same losses. On CPU there are no graphs, but the whole-step path still runs its fixed
+    buffers (eager warm-up, 'capture', replays from copied draws)."""
     import torch
 
-    torch.backends.cudnn.deterministic = True  # the same conv algorithms in both runs
+    from sasi.train.step_graph import StepGraph
+
+    torch.backends.cudnn.deterministic = True  # the same conv algorithms in every run
     runs = {}
-    for graphs in (False, True):
-        trainer = _ssl_trainer(pair, "sasi", train={"device": device, "cuda_graphs": graphs, "cudnn_benchmark": False,
-                                                     "iterations": 6}, consistency={"active_fraction": 0.5})
-        assert (trainer.graphed is not None) == (graphs and device == "cuda")
-        runs[graphs] = _losses(trainer)
+    for mode, train in {"eager": {"cuda_graphs": False}, "network": {"cuda_graphs": True},
+                        "step": {"cuda_graphs": True, "graph_step": True}}.items():
+        trainer = _ssl_trainer(pair, "sasi", train={"device": device, "cudnn_benchmark": False, "iterations": 8, **train},
+                               consistency={"active_fraction": 0.5})
+        assert (trainer.graphed is not None) == (mode != "eager" and device == "cuda")
+        assert (trainer.step_graph is not None) == (mode == "step" and device == "cuda")
+        if mode == "step" and device == "cpu":
+            trainer.step_graph = StepGraph(lambda d, t=trainer: t.supervised_update(d, t.model), trainer.device,
+                                           warmup=1, capture=False)
+        runs[mode] = _losses(trainer, steps=4)  # 4 SSL, 4 consistency, 4 plain steps: warm-up, capture, replays
+        if trainer.step_graph is not None:
+            assert set(trainer.step_graph.graphs) == {True, False}
     torch.backends.cudnn.deterministic = False
-    assert all(np.isfinite(runs[True])) and len(runs[True]) == 9
-    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-4)
+    assert all(np.isfinite(runs["step"])) and len(runs["step"]) == 12
+    np.testing.assert_allclose(runs["network"], runs["eager"], rtol=1e-4)
+    np.testing.assert_allclose(runs["step"], runs["eager"], rtol=1e-4)

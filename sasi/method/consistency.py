@@ -82,8 +82,8 @@ class GridTransform:
 
     @cached_property
     def valid_mask(self) -> Tensor:
-        """``(D, H, W)`` bool (CPU): voxels of ``apply``'s output whose source is inside the crop."""
-        return Warp(self.matrix, self.offset, self.shape).valid[0]
+        """``(D, H, W)`` bool on the transform's device: voxels of ``apply``'s output whose source is inside the crop."""
+        return Warp(self.matrix, self.offset, self.shape, device=self.matrix.device).valid[0]
 
     def apply(self, t: Tensor) -> Tensor:
         """Transform ``(B, C, D, H, W)`` images/probabilities or ``(B, D, H, W)`` label maps."""

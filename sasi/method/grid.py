@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sasi.transfer import to_device
+from sasi.transfer import device_constant, to_device
 
 PADDINGS = ("zeros", "border", "wrap")
 PLANES = ((1, 2), (0, 2), (0, 1))
@@ -67,8 +67,7 @@ def invert(matrix: Tensor, offset: Tensor) -> tuple[Tensor, Tensor]:
 
 def source_coordinates(matrix: Tensor, offset: Tensor, size: Sequence[int], device: torch.device | None = None) -> Tensor:
     """Source indices ``q`` as ``(N, D, H, W, 3)`` floats for ``(N, 3, 3)`` or ``(3, 3)`` maps."""
-    sz = to_device(torch.tensor(list(size), dtype=torch.float32), device)
-    centre = (sz - 1) / 2
+    centre = device_constant([(s - 1) / 2 for s in size], device)
     axes = [torch.arange(s, dtype=torch.float32, device=device) for s in size]
     p = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1) - centre
     a = to_device(matrix, device, torch.float32).reshape(-1, 3, 3)
@@ -97,7 +96,7 @@ class Warp:
                  device: torch.device | None = None):
         self.size, self.padding = tuple(size), padding
         self.coords = source_coordinates(matrix, offset, self.size, device)
-        self._extent = to_device(torch.tensor(self.size, dtype=torch.float32), device)
+        self._extent = device_constant(self.size, device)
         self._nearest = self.coords.round()
         self.valid = ((self._nearest >= 0) & (self._nearest <= self._extent - 1)).all(-1)
         """``(N, D, H, W)`` bool: the nearest source voxel lies inside the volume."""

@@ -48,6 +48,7 @@ neither mirror images (chiral particles never appear mirrored at test time) nor 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -203,47 +204,43 @@ def _restandardise(mixed: Tensor, source: Tensor) -> Tensor:
     return ((mixed.float() - m_mean) / m_std.clamp_min(1e-6) * s_std + s_mean).to(mixed.dtype)
 
 
-def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: InfillConfig,
-                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-    """Self-augmented volume infill of a batch of crops.
+class InfillDraw(NamedTuple):
+    """The random parameters of one infill call, drawn on the host (:func:`draw_infill`); :func:`apply_infill`
+    uses them on the crops' device (a training step captured as a CUDA graph copies them into fixed buffers)."""
 
-    Parameters
-    ----------
-    image
-        ``(B, C, D, H, W)`` floating-point crops (any device).
-    mask
-        ``(B, D, H, W)`` int64 labels in ``{IGNORE, 0..n_classes-1}``, or ``None`` (e.g. SSL views).
-    n_classes
-        Number of classes, background included (≥ 2).
-    config
-        See :class:`InfillConfig`; a disabled config or ``probability``/``density`` 0 returns the
-        inputs themselves.
-    generator
-        CPU generator; the few random parameters per crop are drawn on the host and the warp
-        and mixing run on the crops' device.
+    applied: Tensor  # (B,) bool: crop is mixed
+    weights: Tensor  # (B, width) Dirichlet weights of the chains
+    lam: Tensor  # (B,) weight of the mixed-in copies, 0 where not applied
+    matrices: Tensor  # (B·width, 3, 3) composed chain maps
+    offsets: Tensor  # (B·width, 3)
 
-    Returns
-    -------
-    Mixed image (same dtype) and mixed mask (``None`` if ``mask`` is ``None``): int64 labels, or
-    for ``mask_rule="soft"`` float class weights ``(B, C, D, H, W)`` (also for crops not mixed).
-    Crops not selected (probability ``1 − probability``) are returned unchanged.
-    """
-    if not config.enabled or config.probability == 0 or config.density == 0:
-        return image, mask
-    if n_classes < 2:
-        raise SasiError(f"infill: n_classes must be >= 2, got {n_classes}")
-    b, m, size = image.shape[0], config.width, tuple(image.shape[2:])
+    def to(self, device: torch.device | str | None) -> InfillDraw:
+        return InfillDraw(*(to_device(t, device) for t in self))
+
+
+def infill_active(config: InfillConfig) -> bool:
+    """Whether ``config`` changes anything (enabled, probability and density above 0)."""
+    return config.enabled and config.probability > 0 and config.density > 0
+
+
+def draw_infill(batch: int, size: tuple[int, ...], config: InfillConfig,
+                generator: torch.Generator | None = None) -> InfillDraw:
+    """Draw the parameters of one infill of ``batch`` crops of spatial ``size`` (CPU tensors)."""
     rng = _host_rng(generator)
-    applied = torch.from_numpy(rng.random(b) < config.probability)
-    w = torch.from_numpy(rng.dirichlet([config.dirichlet_alpha] * m, size=b)).float()
-    lam = config.density * (1.0 - torch.from_numpy(rng.beta(config.beta_param, config.beta_param, size=b)).float())
-    lam = torch.where(applied, lam, 0.0)
-    mats, offs = _sample_chains(rng, b, size, config)
-    dev = image.device
-    applied, w, lam = to_device(applied, dev), to_device(w, dev), to_device(lam, dev)
+    applied = torch.from_numpy(rng.random(batch) < config.probability)
+    w = torch.from_numpy(rng.dirichlet([config.dirichlet_alpha] * config.width, size=batch)).float()
+    lam = config.density * (1.0 - torch.from_numpy(rng.beta(config.beta_param, config.beta_param, size=batch)).float())
+    mats, offs = _sample_chains(rng, batch, size, config)
+    return InfillDraw(applied, w, torch.where(applied, lam, 0.0), mats, offs)
 
+
+def apply_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: InfillConfig,
+                 draw: InfillDraw) -> tuple[Tensor, Tensor | None]:
+    """:func:`volume_infill` with the parameters ``draw`` (on the crops' device): tensor ops only, fixed shapes."""
+    b, m, size = image.shape[0], config.width, tuple(image.shape[2:])
+    applied, w, lam = draw.applied, draw.weights, draw.lam
     mode = "bilinear" if "rotate" in config.ops else "nearest"
-    warp = Warp(mats, offs, size, config.padding, dev)
+    warp = Warp(draw.matrices, draw.offsets, size, config.padding, image.device)
     variants = warp(image.repeat_interleave(m, 0), mode)
     augmented = (w.view(b, m, 1, 1, 1, 1).to(image.dtype) * variants.view(b, m, *image.shape[1:])).sum(1)
     lam_x = lam.view(b, 1, 1, 1, 1).to(image.dtype)
@@ -261,6 +258,39 @@ def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: In
     weights = torch.cat([(1 - lam).unsqueeze(1), lam.unsqueeze(1) * w], dim=1)
     # crops not mixed have λ = 0: every rule returns their labels (one-hot for "soft") unchanged
     return mixed, resolve_labels(class_weights(sources, weights, n_classes), config)
+
+
+def volume_infill(image: Tensor, mask: Tensor | None, n_classes: int, config: InfillConfig,
+                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+    """Self-augmented volume infill of a batch of crops.
+
+    Parameters
+    ----------
+    image
+        ``(B, C, D, H, W)`` floating-point crops (any device).
+    mask
+        ``(B, D, H, W)`` int64 labels in ``{IGNORE, 0..n_classes-1}``, or ``None`` (e.g. SSL views).
+    n_classes
+        Number of classes, background included (≥ 2).
+    config
+        See :class:`InfillConfig`; a disabled config or ``probability``/``density`` 0 returns the
+        inputs themselves.
+    generator
+        CPU generator; the few random parameters per crop are drawn on the host (:func:`draw_infill`)
+        and the warp and mixing run on the crops' device (:func:`apply_infill`).
+
+    Returns
+    -------
+    Mixed image (same dtype) and mixed mask (``None`` if ``mask`` is ``None``): int64 labels, or
+    for ``mask_rule="soft"`` float class weights ``(B, C, D, H, W)`` (also for crops not mixed).
+    Crops not selected (probability ``1 − probability``) are returned unchanged.
+    """
+    if not infill_active(config):
+        return image, mask
+    if n_classes < 2:
+        raise SasiError(f"infill: n_classes must be >= 2, got {n_classes}")
+    draw = draw_infill(image.shape[0], tuple(image.shape[2:]), config, generator)
+    return apply_infill(image, mask, n_classes, config, draw.to(image.device))
 
 
 def label_faithfulness(mask: Tensor, n_classes: int, config: InfillConfig, seed: int = 0,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sasi.method import IGNORE
-from sasi.transfer import to_device
+from sasi.transfer import device_constant, to_device
 
 
 def random_rotations(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
@@ -51,8 +51,8 @@ def crop(volume: Tensor, centres: Tensor, size: int, rotations: Tensor | None = 
     if rotations is not None:
         grid = grid @ rotations.transpose(1, 2).to(grid.dtype)
     points = grid + to_device(centres, device, torch.float32)[:, None, :]
-    shape = to_device(torch.tensor(volume.shape, dtype=torch.float32), device)
-    normed = (2 * points / (shape - 1) - 1).flip(-1)  # grid_sample wants x, y, z in [-1, 1]
+    extent = device_constant([s - 1 for s in volume.shape], device)
+    normed = (2 * points / extent - 1).flip(-1)  # grid_sample wants x, y, z in [-1, 1]
     normed = normed.reshape(b, size, size, size, 3)
     image = F.grid_sample(volume[None, None].expand(b, -1, -1, -1, -1), normed, mode="bilinear",
                           padding_mode="zeros", align_corners=True)

@@ -21,17 +21,17 @@ from sasi.detect import normalise
 from sasi.errors import SasiError
 from sasi.fewshot import label_volume, sample_fewshot
 from sasi.method.consistency import consistency_target, sample_transform
-from sasi.method.infill import volume_infill
 from sasi.method.losses import SegmentationLoss
 from sasi.metrics import VALIDATION_METRICS
 from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
 from sasi.train.checkpoint import CHECKPOINT, resolve_device
 from sasi.train.config import SasiConfig, ScheduleConfig
-from sasi.train.crops import crop, random_flips, random_rotations, window_centres
+from sasi.train.crops import window_centres
 from sasi.train.graphs import GraphedNetwork, graphs_usable
 from sasi.train.network import SasiNet
 from sasi.train.ssl import SelfSupervision
-from sasi.transfer import to_device
+from sasi.train.step_graph import StepGraph
+from sasi.train.supervised import SupervisedDraw, build_supervised, draw_supervised
 
 @dataclass
 class Hooks:
@@ -82,15 +82,6 @@ class TrainingData:
         self.windows = window_centres(self.shape, cfg.patch, cfg.patch // 2)
 
 
-def _supervised_centres(data: TrainingData, batch: int, generator: torch.Generator) -> Tensor:
-    """Class-balanced particle centres: each batch cycles through the labelled classes."""
-    offset = int(torch.randint(len(data.centres), (1,), generator=generator))
-    pools = [(i + offset) % len(data.centres) for i in range(batch)]
-    sizes = torch.tensor([len(data.centres[c]) for c in pools])
-    picks = (torch.rand(batch, generator=generator) * sizes).long()
-    return torch.stack([data.centres[c][int(k)] for c, k in zip(pools, picks.tolist())])
-
-
 def _foreground_shares(logits: Tensor, target: Tensor) -> dict[str, Tensor]:
     """Share of voxels predicted non-background and labelled foreground (hard or soft targets): a
     collapse to one class shows as ``pred_foreground`` → 0 (or → 1) while ``label_foreground`` stays."""
@@ -139,7 +130,10 @@ class Trainer(SelfSupervision):
         self.graphed = (GraphedNetwork(self.model) if graphs_usable(config.train.cuda_graphs, self.device,
                                                                     self.hooks.world_size, config.train.compile)
                         else None)
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr, fused=cuda)  # one kernel
+        whole_step = graphs_usable(config.train.graph_step, self.device, self.hooks.world_size, config.train.compile)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr, fused=cuda,  # one kernel
+                                          capturable=whole_step)
+        self.step_graph = StepGraph(lambda draw: self.supervised_update(draw, self.model), self.device) if whole_step else None
         self.loss = SegmentationLoss.from_config(config.loss)
         self.step = 0
         self.ssl_steps = 0
@@ -152,7 +146,7 @@ class Trainer(SelfSupervision):
 
     # ---- batches -------------------------------------------------------------------------
     def _amp(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self.graphed is None,
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self.graphed is None and self.step_graph is None,
                               enabled=self.config.train.amp and self.device.type == "cuda")
 
     def forward(self, x: Tensor, project: bool = False):
@@ -162,15 +156,9 @@ class Trainer(SelfSupervision):
         return self.model(x, project=True) if project else self.model(x)
 
     def supervised_batch(self) -> tuple[Tensor, Tensor]:
-        cfg = self.config.data
-        b = self.config.train.batch_size
-        centres = _supervised_centres(self.data, b, self.generator)
-        shift = (torch.rand(b, 3, generator=self.generator) * 2 - 1) * cfg.shift_fraction * cfg.patch
-        rot = (random_rotations if cfg.rotate else random_flips)(b, self.generator, self.device)
-        image, mask = crop(self.data.volume, to_device(centres + shift, self.device), cfg.patch, rot, self.data.labels)
-        if self.config.infill.enabled:
-            image, mask = volume_infill(image, mask, self.n_classes, self.config.infill, self.generator)
-        return image, mask
+        """One supervised batch (crops and labels, infill applied; no consistency term)."""
+        draw = draw_supervised(self.data, self.config, self.generator, consistency=False)
+        return build_supervised(self.data, draw.to(self.device), self.config, self.n_classes)[:2]
 
     # ---- steps ---------------------------------------------------------------------------
     def _consistency_terms(self, x: Tensor) -> tuple[Tensor, Any]:
@@ -184,18 +172,25 @@ class Trainer(SelfSupervision):
         target, weight = consistency_target(logits.detach(), t, cfg.target, cfg.confidence)
         return self.loss(transformed, target, weight).total
 
-    def supervised_step(self) -> dict[str, float]:
-        x, mask = self.supervised_batch()
+    def supervised_step(self) -> dict[str, Tensor]:
+        """Draw the step's random parameters on the host, then build, forward, backward and step on the device
+        (as one CUDA graph with ``train.graph_step``)."""
         consistency = self.config.consistency.active(self.step, self.config.train.iterations)
-        if consistency:
-            x, t = self._consistency_terms(x)
+        draw = draw_supervised(self.data, self.config, self.generator, consistency)
+        if self.step_graph is not None:
+            return self.step_graph(consistency, draw)
+        return self.supervised_update(draw.to(self.device), self.forward)
+
+    def supervised_update(self, draw: SupervisedDraw, forward: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+        """The device half of a supervised step: ``draw`` (on the device) → batch → loss → Adam step."""
+        x, mask, t = build_supervised(self.data, draw, self.config, self.n_classes)
         with self._amp():
-            logits = self.forward(x).float()
+            logits = forward(x).float()
         b = mask.shape[0]
         parts = self.loss(logits[:b], mask)
         total = parts.total
         metrics = {"loss": total, "dice": parts.dice, "focal": parts.focal, **_foreground_shares(logits[:b], mask)}
-        if consistency:
+        if t is not None:
             cons = self._consistency_loss(logits[:b], logits[b:], t)
             total = total + self.config.consistency.weight * cons
             metrics.update(loss=total, consistency=cons)
