@@ -156,7 +156,7 @@ def _losses(trainer, steps: int = 3) -> list[float]:
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU"))])
 def test_cuda_graphs_leave_the_losses_alone(pair, device):
-    """train.cuda_graphs (network passes) and train.graph_step (the whole supervised step) replay the same maths:
+    """train.cuda_graphs (network passes) and train.graph_step (whole SSL and supervised steps) replay the same maths:
     the same seed gives the same losses. On CPU there are no graphs, but the whole-step path still runs its fixed
     buffers (eager warm-up, 'capture', replays from copied draws)."""
     import torch
@@ -174,9 +174,11 @@ def test_cuda_graphs_leave_the_losses_alone(pair, device):
         if mode == "step" and device == "cpu":
             trainer.step_graph = StepGraph(lambda d, t=trainer: t.supervised_update(d, t.model), trainer.device,
                                            warmup=1, capture=False)
+            trainer.ssl_graph = StepGraph(lambda d, t=trainer: t.ssl_update(d, lambda x: t.model(x, project=True)),
+                                          trainer.device, warmup=1, capture=False)
         runs[mode] = _losses(trainer, steps=4)  # 4 SSL, 4 consistency, 4 plain steps: warm-up, capture, replays
         if trainer.step_graph is not None:
-            assert set(trainer.step_graph.graphs) == {True, False}
+            assert set(trainer.step_graph.graphs) == {True, False} and set(trainer.ssl_graph.graphs) == {True}
     torch.backends.cudnn.deterministic = False
     assert all(np.isfinite(runs["step"])) and len(runs["step"]) == 12
     np.testing.assert_allclose(runs["network"], runs["eager"], rtol=1e-4)

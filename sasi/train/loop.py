@@ -20,7 +20,7 @@ from sasi.dataset import Dataset, load_dataset
 from sasi.detect import normalise
 from sasi.errors import SasiError
 from sasi.fewshot import label_volume, sample_fewshot
-from sasi.method.consistency import consistency_target, sample_transform
+from sasi.method.consistency import consistency_target
 from sasi.method.losses import SegmentationLoss
 from sasi.metrics import VALIDATION_METRICS
 from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
@@ -133,7 +133,11 @@ class Trainer(SelfSupervision):
         whole_step = graphs_usable(config.train.graph_step, self.device, self.hooks.world_size, config.train.compile)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.train.lr, fused=cuda,  # one kernel
                                           capturable=whole_step)
-        self.step_graph = StepGraph(lambda draw: self.supervised_update(draw, self.model), self.device) if whole_step else None
+        self.step_graph = self.ssl_graph = None
+        if whole_step:
+            self.step_graph = StepGraph(lambda draw: self.supervised_update(draw, self.model), self.device)
+            self.ssl_graph = StepGraph(lambda draw: self.ssl_update(draw, lambda x: self.model(x, project=True)),
+                                       self.device)
         self.loss = SegmentationLoss.from_config(config.loss)
         self.step = 0
         self.ssl_steps = 0
@@ -161,12 +165,6 @@ class Trainer(SelfSupervision):
         return build_supervised(self.data, draw.to(self.device), self.config, self.n_classes)[:2]
 
     # ---- steps ---------------------------------------------------------------------------
-    def _consistency_terms(self, x: Tensor) -> tuple[Tensor, Any]:
-        """Append T(x) to the batch; return the enlarged batch and the transform."""
-        cfg = self.config.consistency
-        t = sample_transform(self.generator, x.shape[-3:], cfg.max_shift, cfg.flips, cfg.rotations)
-        return torch.cat([x, t.apply(x)]), t
-
     def _consistency_loss(self, logits: Tensor, transformed: Tensor, t) -> Tensor:
         cfg = self.config.consistency
         target, weight = consistency_target(logits.detach(), t, cfg.target, cfg.confidence)

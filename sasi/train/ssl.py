@@ -14,26 +14,44 @@ Diagnostics (reported with every training report, so they reach MLflow as ``trai
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
 
+from sasi.method.consistency import GridTransform, sample_transform
 from sasi.method.contrastive import nt_xent, retrieval_accuracy
-from sasi.method.infill import volume_infill
+from sasi.method.infill import InfillDraw, apply_infill, draw_infill, infill_active
 from sasi.train.crops import crop, random_rotations
+from sasi.train.step_graph import map_tensors
 from sasi.transfer import to_device
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
 SSL_KEYS = ("ssl_", "iss_")
+CPU = torch.device("cpu")
+
+
+class SSLDraw(NamedTuple):
+    """The random parameters of one SSL step (host tensors until moved), see :meth:`SelfSupervision.draw_ssl`."""
+
+    centres: Tensor  # (2, B, 3) window centres of view 1 and view 2 (view shifts included)
+    rotations: Tensor | None  # (2, B, 3, 3) view rotations, or None
+    infill: tuple[InfillDraw, InfillDraw] | None  # one infill per view, or None
+    noise: Tensor | None  # (2, B, 1, W, W, W) standard normal noise per view, or None
+    transform: tuple[Tensor, Tensor] | None  # consistency T of view 1, or None
+
+    def to(self, device: torch.device | str | None) -> SSLDraw:
+        return map_tensors(lambda t: to_device(t, device), self)
 
 
 class SelfSupervision:
     """Mixin of ``Trainer``: uses its ``config``, ``data``, ``net``, ``forward``, ``generator``, ``device``,
-    ``n_classes``, ``optimiser``, ``step``, ``ssl_steps``, ``history``, ``_amp``, ``_backward`` and consistency helpers."""
+    ``n_classes``, ``optimiser``, ``step``, ``ssl_steps``, ``history``, ``_amp``, ``_backward``, ``ssl_graph``
+    and ``_consistency_loss``."""
 
     ssl_running: dict[str, Tensor]
     iss_diagnostics: dict[str, float]
@@ -47,52 +65,79 @@ class SelfSupervision:
         idx = torch.randint(len(self.data.windows), (self.config.pretrain.batch_size,), generator=self.generator)
         return self.data.windows[idx]
 
-    def _view_crop(self, centres: Tensor) -> Tensor:
-        """One view's own crop: its centre shifted by up to ±view_shift·W, optionally rotated."""
-        p, size = self.config.pretrain, self.config.data.patch
-        shift = (torch.rand(centres.shape[0], 3, generator=self.generator) * 2 - 1) * p.view_shift * size
-        rot = random_rotations(centres.shape[0], self.generator, self.device) if p.view_rotate else None
-        return crop(self.data.volume, to_device(centres + shift, self.device), size, rot)[0]
+    def draw_ssl(self, consistency: bool) -> SSLDraw:
+        """Draw one SSL step's parameters on the host, in the generator order of the eager step."""
+        p, size, g = self.config.pretrain, self.config.data.patch, self.generator
+        centres = self._window_centres()
+        if p.view_shift or p.view_rotate:  # each view its own shift and rotation of the same windows
+            views = []
+            for _ in range(2):
+                shift = (torch.rand(centres.shape[0], 3, generator=g) * 2 - 1) * p.view_shift * size
+                views.append((centres + shift, random_rotations(centres.shape[0], g, CPU) if p.view_rotate else None))
+            shifted, rotations = torch.stack([v[0] for v in views]), [v[1] for v in views]
+            rotations = None if rotations[0] is None else torch.stack(rotations)
+        else:  # the paper: one window, both views mix it
+            shifted, rotations = torch.stack([centres, centres]), None
+        b, infill = centres.shape[0], replace(self.config.infill, enabled=True)
+        infills = (tuple(draw_infill(b, (size,) * 3, infill, g) for _ in range(2)) if infill_active(infill) else None)
+        noise = (torch.stack([torch.randn(b, 1, size, size, size, generator=g) for _ in range(2)])
+                 if p.view_noise else None)
+        transform = None
+        if consistency:
+            c = self.config.consistency
+            t = sample_transform(g, (size,) * 3, c.max_shift, c.flips, c.rotations)
+            transform = (t.matrix, t.offset)
+        return SSLDraw(shifted, rotations, infills, noise, transform)
 
     def ssl_views(self) -> tuple[Tensor, Tensor]:
         """Two infill views of the same windows (``PretrainConfig`` view options; all off: the paper)."""
-        p = self.config.pretrain
-        if p.view_shift or p.view_rotate:
-            centres = self._window_centres()
-            windows = [self._view_crop(centres) for _ in range(2)]
-        else:
-            windows = [self.window_batch()] * 2
-        infill = replace(self.config.infill, enabled=True)
-        views = [volume_infill(w, None, self.n_classes, infill, self.generator)[0] for w in windows]
-        if p.view_noise:
-            views = [v + p.view_noise * to_device(torch.randn(v.shape, generator=self.generator), v.device, v.dtype)
-                     for v in views]
+        views, _ = self._build_ssl(self.draw_ssl(consistency=False).to(self.device))
         return views[0], views[1]
+
+    def _build_ssl(self, draw: SSLDraw) -> tuple[list[Tensor], GridTransform | None]:
+        """The two views of ``draw`` (on the device) and the consistency ``T``."""
+        size, infill = self.config.data.patch, replace(self.config.infill, enabled=True)
+        views = []
+        for v in range(2):
+            view = crop(self.data.volume, draw.centres[v], size, None if draw.rotations is None else draw.rotations[v])[0]
+            if draw.infill is not None:
+                view = apply_infill(view, None, self.n_classes, infill, draw.infill[v])[0]
+            if draw.noise is not None:
+                view = view + self.config.pretrain.view_noise * draw.noise[v].to(view.dtype)
+            views.append(view)
+        t = None if draw.transform is None else GridTransform(*draw.transform, (size,) * 3)
+        return views, t
 
     # ---- step ----------------------------------------------------------------------------
     def ssl_step(self) -> dict[str, Tensor]:
-        """NT-Xent on two views of unlabelled windows (+ consistency on the first view, if active)."""
-        v1, v2 = self.ssl_views()
-        b = v1.shape[0]
-        x = torch.cat([v1, v2])
+        """NT-Xent on two views of unlabelled windows (+ consistency on the first view, if active); one CUDA graph
+        with ``train.graph_step``."""
         consistency = self.config.consistency.active_in_ssl(self.step, self.config.train.iterations)
-        if consistency:
-            x_t, t = self._consistency_terms(v1)
-            x = torch.cat([x, x_t[b:]])
+        draw = self.draw_ssl(consistency)
+        if self.ssl_graph is not None:
+            metrics = self.ssl_graph(consistency, draw)
+        else:
+            metrics = self.ssl_update(draw.to(self.device), lambda x: self.forward(x, project=True))
+        self.ssl_steps += 1
+        self.ssl_running = {k: 0.9 * self.ssl_running.get(k, v) + 0.1 * v for k, v in metrics.items()}
+        return metrics
+
+    def ssl_update(self, draw: SSLDraw, forward: Callable[[Tensor], tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+        """The device half of an SSL step: ``draw`` (on the device) → views → NT-Xent (+ consistency) → Adam step."""
+        (v1, v2), t = self._build_ssl(draw)
+        b = v1.shape[0]
+        x = torch.cat([v1, v2] + ([t.apply(v1)] if t is not None else []))
         with self._amp():
-            logits, z = self.forward(x, project=True)
+            logits, z = forward(x)
         z1, z2 = z[:b].float(), z[b:2 * b].float()
         loss = nt_xent(z1, z2, self.config.pretrain.contrastive.temperature)
         metrics = {"ssl_contrastive": loss, "ssl_top1": retrieval_accuracy(z1, z2)}
-        if consistency:
+        if t is not None:
             cons = self._consistency_loss(logits[:b].float(), logits[2 * b:].float(), t)
             loss = loss + self.config.consistency.weight * cons
             metrics["ssl_consistency"] = cons
         self._backward(loss)
-        self.ssl_steps += 1
-        metrics = {k: v.detach() for k, v in metrics.items()}
-        self.ssl_running = {k: 0.9 * self.ssl_running.get(k, v) + 0.1 * v for k, v in metrics.items()}
-        return metrics
+        return {k: v.detach() for k, v in metrics.items()}
 
     # ---- schedule ------------------------------------------------------------------------
     def iss_steps(self) -> int:

@@ -1,10 +1,11 @@
-"""The whole supervised step as one CUDA graph (``train.graph_step``).
+"""Whole training steps as CUDA graphs (``train.graph_step``): the supervised step and the SSL step.
 
 With the network's passes graphed (:mod:`sasi.train.graphs`) a SaSi step still launches the batch building
-(crops, infill, consistency transform), the loss and Adam eagerly, and the host sets the pace. Here the host
-only draws the step's random parameters (:func:`sasi.train.supervised.draw_supervised`, unchanged, so the
-maths is too), copies them into fixed device buffers without a sync, and replays one graph of everything else:
-crops, infill, labels, forward, loss, backward and the (capturable, fused) Adam step.
+(crops, infill, views, consistency transform), the loss and Adam eagerly, and the host sets the pace. Here the
+host only draws the step's random parameters (:func:`sasi.train.supervised.draw_supervised`,
+:meth:`sasi.train.ssl.SelfSupervision.draw_ssl`: the eager step's draws in its order, so the maths is unchanged),
+copies them into fixed device buffers without a sync, and replays one graph of everything else: crops, infill,
+labels or views, forward, loss, backward and the (capturable, fused) Adam step.
 
 Each kind of step (with and without the consistency term) is run ``warmup`` times eagerly on a side stream
 (cuDNN autotuning, optimiser state), then captured once and replayed. The optimiser's state tensors must stay
