@@ -87,6 +87,6 @@ class StepGraph:
             outputs: dict[str, Tensor] = {}
             return (lambda: outputs.update(self.step(buffers))), outputs
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (Ray, MLflow) may use CUDA
             outputs = self.step(buffers)
         return graph.replay, outputs
