@@ -46,10 +46,10 @@ def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: tor
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stages, t = {}, _clock(device)
-    tomo = read_mrc(path)
-    volume = tomo.data.copy()  # memory-mapped → in memory
+    tomo = read_mrc(path, mmap=True, allow_nan=True)  # as `sasi predict`: header now, voxels streamed below
+    volume = tomo.data
     stages["load"] = -t + (t := _clock(device))
-    norm = normalise_on(volume, device)
+    norm = normalise_on(volume, device, source=path)  # NaN/inf and constant volumes checked on the device
     stages["normalise"] = -t + (t := _clock(device))
     maps = segment(net, norm, tile=tile, device=device, amp=device.type == "cuda")
     stages["network+stitch"] = -t + (t := _clock(device))

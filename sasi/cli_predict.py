@@ -71,7 +71,7 @@ def predict(
     from sasi.config import apply_overrides
     from dataclasses import replace
 
-    from sasi.detect import detect
+    from sasi.detect import maps_to_particles, normalise_on, segment
     from sasi.io import read_mrc, write_particles
     from sasi.io.mrc import check_tomogram
     from sasi.train.checkpoint import checkpoint_detection, load_checkpoint, resolve_device
@@ -85,12 +85,14 @@ def predict(
     settings = replace(config.detect, mode=mode) if mode else config.detect
     tables, shape = [], None
     for path, tomo_name in zip(tomograms, names):
-        tomo = read_mrc(path, expect_voxel_size=state["voxel_size"])
-        check_tomogram(tomo, config.data.patch, path)
+        # memory-mapped: the voxels stream to the device, where NaN/inf and constant volumes are caught
+        tomo = read_mrc(path, mmap=True, allow_nan=True, expect_voxel_size=state["voxel_size"])
+        check_tomogram(tomo, config.data.patch, path, values=False)
         shape = tomo.shape
         edge = _tile(tile, settings.tile, shape, dev)
-        found = detect(net.backbone.to(dev), tomo.data, geometry, tomo_name, config=replace(settings, tile=edge),
-                       min_score=min_score, device=dev, amp=config.train.amp)
+        volume = normalise_on(tomo.data, dev, source=path)
+        maps = segment(net.backbone.to(dev), volume, tile=edge, margin=settings.margin, device=dev, amp=config.train.amp)
+        found = maps_to_particles(maps, geometry, tomo_name, replace(settings, tile=edge), min_score)
         tables.append(found.particles)
         console.print(f"{path}: {found.particles.num_rows} particles")
     write_particles(pa.concat_tables(tables), out, voxel_size=state["voxel_size"], shape_zyx=shape)

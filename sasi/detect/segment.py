@@ -121,11 +121,49 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
     return maps.crop(tuple(slice(0, s) for s in shape))
 
 
-def normalise_on(volume: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """:func:`normalise` computed on ``device`` (one host→device copy of the raw float32 volume)."""
-    array = np.asarray(volume, dtype=np.float32)
-    vol = torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
-    std = vol.std().clamp_min(1e-6)
-    return (vol - vol.mean()) / std
+SLAB_BYTES = 64 * 2**20  # host → GPU streaming unit of :func:`upload`
+
+
+def upload(volume: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """``volume`` (any real dtype, e.g. a memory-mapped MRC) as float32 on ``device``.
+
+    On CUDA it goes z-slab by z-slab through two pinned buffers, so reading the next slab (from disk or the page
+    cache) overlaps the copy of the previous one to the GPU, and the host never holds a float32 copy of the whole.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        array = np.asarray(volume, dtype=np.float32)
+        return torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
+    out = torch.empty(volume.shape, dtype=torch.float32, device=device)
+    step = max(1, SLAB_BYTES // (4 * math.prod(volume.shape[1:])))
+    pinned = [torch.empty((step, *volume.shape[1:]), dtype=torch.float32, pin_memory=True) for _ in range(2)]
+    copied: list[torch.cuda.Event | None] = [None, None]
+    for i, z in enumerate(range(0, volume.shape[0], step)):
+        n, k = min(step, volume.shape[0] - z), i % 2
+        if copied[k] is not None:
+            copied[k].synchronize()  # this buffer's previous slab has reached the GPU
+        np.copyto(pinned[k].numpy()[:n], volume[z:z + n], casting="unsafe")
+        out[z:z + n].copy_(pinned[k][:n], non_blocking=True)
+        copied[k] = torch.cuda.Event()
+        copied[k].record()
+    return out
+
+
+def normalise_on(volume: np.ndarray, device: torch.device | str, source: object | None = None) -> torch.Tensor:
+    """:func:`normalise` computed on ``device`` (the raw volume streamed there by :func:`upload`).
+
+    ``source`` (where the volume came from): a volume with NaN/inf voxels or one constant value raises
+    :class:`SasiError` naming it (checked on the device: one sync).
+    """
+    vol = upload(volume, device)
+    mean, std = vol.mean(), vol.std()
+    if source is not None and not (torch.isfinite(mean) and std > 0):
+        bad = int((~torch.isfinite(vol)).sum())
+        if bad:
+            raise SasiError(f"volume contains {bad} NaN/inf voxels", source)
+        if float(vol.amax()) == float(vol.amin()):
+            raise SasiError(f"volume is constant (every voxel {float(vol[(0,) * vol.dim()]):g}): nothing to detect",
+                            source)
+    return (vol - mean) / std.clamp_min(1e-6)
 
 

@@ -82,9 +82,9 @@ def tomogram_name(path: str | Path) -> str:
     return stem
 
 
-def check_tomogram(tomo: Tomogram, min_edge: int, source: object) -> None:
+def check_tomogram(tomo: Tomogram, min_edge: int, source: object, values: bool = True) -> None:
     """Reject volumes a detector would turn into nonsense: 8-bit data (MRC mode 0 is ambiguous: signed or
-    unsigned bytes), constant volumes, and volumes with an edge shorter than ``min_edge`` voxels."""
+    unsigned bytes), volumes with an edge shorter than ``min_edge`` voxels and (``values``) constant volumes."""
     if tomo.dtype in ("int8", "uint8"):
         raise SasiError("8-bit volume (MRC mode 0: signed or unsigned bytes is ambiguous); convert it to float32 "
                         "first (e.g. IMOD: newstack -mode 2 in.mrc out.mrc)", source)
@@ -92,7 +92,7 @@ def check_tomogram(tomo: Tomogram, min_edge: int, source: object) -> None:
         raise SasiError(f"volume {'×'.join(map(str, tomo.shape))} is smaller than the model's training patch "
                         f"({min_edge} voxels per edge)", source)
     data = np.asarray(tomo.data)
-    if data.size and float(data.max()) == float(data.min()):
+    if values and data.size and float(data.max()) == float(data.min()):
         raise SasiError(f"volume is constant (every voxel {float(data.min()):g}): nothing to detect", source)
 
 
