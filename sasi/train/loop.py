@@ -16,22 +16,21 @@ import torch
 from torch import Tensor
 
 from sasi.config import to_dict
-from sasi.dataset import Dataset, load_dataset
-from sasi.detect import normalise
+from sasi.dataset import load_dataset
 from sasi.errors import SasiError
-from sasi.fewshot import label_volume, sample_fewshot
 from sasi.method.consistency import consistency_target
 from sasi.method.losses import SegmentationLoss
 from sasi.metrics import VALIDATION_METRICS
 from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
 from sasi.train.checkpoint import CHECKPOINT, resolve_device
 from sasi.train.config import SasiConfig, ScheduleConfig
-from sasi.train.crops import window_centres
+from sasi.train.data import TrainingData
 from sasi.train.graphs import GraphedNetwork, graphs_usable
 from sasi.train.network import SasiNet
 from sasi.train.ssl import SelfSupervision
 from sasi.train.step_graph import StepGraph
 from sasi.train.supervised import SupervisedDraw, build_supervised, draw_supervised
+
 
 @dataclass
 class Hooks:
@@ -54,32 +53,6 @@ class FitResult:
     @property
     def final(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
-
-
-class TrainingData:
-    """The training tomogram, its few-shot label volume and the labelled centres, on the device."""
-
-    def __init__(self, config: SasiConfig, dataset: Dataset, device: torch.device):
-        cfg = config.data
-        name = cfg.train_tomogram or dataset.names("train")[0]
-        tomo = dataset.tomogram(name)
-        truth = dataset.particles(name, shape_zyx=tomo.shape)
-        self.classes = dataset.classes
-        self.chosen = sample_fewshot(truth, cfg.shots, self.classes, seed=cfg.fewshot_seed)
-        radii = {c: dataset.radii[c] / dataset.voxel_size * cfg.label_radius_scale for c in self.classes}
-        instances = dataset.instances(name) if cfg.background == "certain" else None
-        labels = label_volume(tomo.shape, self.chosen, self.classes, radii, dataset.voxel_size,
-                              background=cfg.background, instances=instances)
-        self.name = name
-        self.shape = tomo.shape
-        self.volume = torch.as_tensor(normalise(tomo.data), device=device)
-        self.labels = torch.as_tensor(labels.astype(np.int64), device=device)
-        zyx = np.stack([self.chosen.column(c).to_numpy() for c in ("z", "y", "x")], 1) / dataset.voxel_size
-        label_of = self.chosen.column("label").to_pylist()
-        self.centres = [torch.as_tensor(zyx[[i for i, lab in enumerate(label_of) if lab == c]],
-                                        dtype=torch.float32) for c in self.classes]
-        self.centres = [c for c in self.centres if len(c)]
-        self.windows = window_centres(self.shape, cfg.patch, cfg.patch // 2)
 
 
 def _foreground_shares(logits: Tensor, target: Tensor) -> dict[str, Tensor]:

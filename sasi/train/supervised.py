@@ -18,7 +18,7 @@ from sasi.transfer import to_device
 
 if TYPE_CHECKING:
     from sasi.train.config import SasiConfig
-    from sasi.train.loop import TrainingData
+    from sasi.train.data import TrainingData
 
 CPU = torch.device("cpu")
 
