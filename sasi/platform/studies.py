@@ -9,17 +9,16 @@ YAML) runs one study per N on the same Ray cluster, under one MLflow parent run 
 
 Without shot counts a search is the single study it always was (``<storage>/<space>``, study ``<space>``).
 
-ASHA's rungs are in supervised ``iteration``s (ISS steps run before iteration 1, so they never count). The first
-rung (the grace period) is the first validation at or after ``max(ISS steps, 25 % of the iterations)``: a
-configuration is not judged before its supervised loss had time to fall, and one that spent many steps on
-self-supervision gets at least as many supervised ones before it is compared.
+ASHA's rungs are in supervised ``iteration``s: ISS steps run before iteration 1 and never count, so every rung is
+past ISS. The first rung (the grace period) is the first validation at or after 25 % of the iterations, so a
+configuration is not judged before its supervised loss had time to fall; the rule is the same for every method,
+so SaSi and its baseline are searched with the same early stopping.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 EARLIEST_RUNG = 0.25  # fraction of train.iterations before the first ASHA rung
@@ -47,69 +46,19 @@ def studies_of(space, storage: str, shots: list[int] | tuple[int, ...] | None) -
             for n in shots]
 
 
-def iss_steps(config, shape_zyx: tuple[int, int, int] | None = None) -> int:
-    """Steps of initial self-supervision (ISS) ``config`` takes on one worker, as
-    :meth:`sasi.train.ssl.SelfSupervision.iss_steps` counts them (windows of the train tomogram at stride W/2)."""
-    p = config.pretrain
-    if p.schedule != "initial":
-        return 0
-    if shape_zyx is None:
-        shape_zyx = train_shape(config)
-    if shape_zyx is None:
-        return 0
-    from sasi.train.crops import window_centres
-
-    windows = len(window_centres(tuple(shape_zyx), config.data.patch, config.data.patch // 2))
-    return p.epochs * math.ceil(windows / p.batch_size)
-
-
-def train_shape(config) -> tuple[int, int, int] | None:
-    """(z, y, x) of the training tomogram from its MRC header, or None when it cannot be read."""
-    try:
-        from sasi.dataset import load_dataset
-        from sasi.platform.preflight import _mrc_shape
-
-        ds = load_dataset(config.data.dataset)
-        name = config.data.train_tomogram or ds.names("train")[0]
-        return _mrc_shape(Path(config.data.dataset) / name / "tomogram.mrc")
-    except Exception:  # noqa: BLE001 - then ISS is not known, and the 25 % floor alone applies
-        return None
-
-
-def longest_iss(space, config) -> int:
-    """ISS steps of the longest self-supervision ``space`` can sample (largest epochs, smallest batch)."""
-    from dataclasses import replace
-
-    p = config.pretrain
-    epochs, batch, schedule = [p.epochs], [p.batch_size], [p.schedule]
-    for param in space.parameters:
-        values = list(param.values) if param.type == "choice" else [param.low, param.high]
-        if param.path == "pretrain.epochs":
-            epochs += [int(v) for v in values]
-        elif param.path == "pretrain.batch_size":
-            batch += [int(v) for v in values]
-        elif param.path == "pretrain.schedule":
-            schedule += list(values)
-    if "initial" not in schedule:
-        return 0
-    longest = replace(config, pretrain=replace(p, schedule="initial", epochs=max(epochs), batch_size=min(batch)))
-    return iss_steps(longest)
-
-
-def asha_grace(config, iss: int = 0) -> int:
-    """First ASHA rung: the first validation at or after ``max(iss, EARLIEST_RUNG × iterations)`` (at most the
-    last iteration, where ASHA then stops nothing)."""
+def asha_grace(config) -> int:
+    """First ASHA rung: the first validation at or after ``EARLIEST_RUNG × iterations`` supervised iterations (at
+    most the last iteration, where ASHA then stops nothing)."""
     iterations = int(config.train.iterations)
     every = int(config.train.eval_every) or iterations
-    floor = max(int(iss), math.ceil(EARLIEST_RUNG * iterations), 1)
+    floor = max(math.ceil(EARLIEST_RUNG * iterations), 1)
     return min(iterations, every * math.ceil(floor / every))
 
 
-def asha(config, space, reduction_factor: int = 2) -> Any:
-    """ASHA on supervised ``iteration`` with :func:`asha_grace` past the space's longest ISS."""
+def asha(config, reduction_factor: int = 2) -> Any:
+    """ASHA on supervised ``iteration`` with :func:`asha_grace` (the same rule for every method)."""
     from ray.tune.schedulers import ASHAScheduler
 
     iterations = int(config.train.iterations)
-    return ASHAScheduler(time_attr="iteration", max_t=iterations + 1,
-                         grace_period=asha_grace(config, longest_iss(space, config)),
+    return ASHAScheduler(time_attr="iteration", max_t=iterations + 1, grace_period=asha_grace(config),
                          reduction_factor=reduction_factor)

@@ -170,7 +170,7 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
     elif remaining > 0:
         scheduler = ctx["scheduler"]
         if scheduler == "asha":
-            scheduler = asha(space.config({"data.shots": study.shots}), space)
+            scheduler = asha(space.config({"data.shots": study.shots}))
         tried = [t.params for t in prior]
         start = [dict(p) for p in space.start if dict(p) not in tried]  # an earlier part already ran these
         searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
