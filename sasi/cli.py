@@ -195,7 +195,7 @@ def tune(
     set_: SetOption = None,
 ) -> None:
     """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), one study per shot count, tracked in MLflow."""
-    from sasi.platform import preflight
+    from sasi.platform import preflight, resume_safety
 
     preflight.check_storage(_storage(storage))
     from sasi.platform.runtime import init_ray
@@ -224,7 +224,7 @@ def tune(
         from sasi.platform.searcher import check_warm_start
 
         check_warm_start(warm_start, [parsed] + ([base_parsed] if base_parsed else []), studies)
-    preflight.search_resume(parsed, _storage(storage), settings, resume=resume, restart=restart)
+    resume_safety.search_resume(parsed, _storage(storage), settings, resume=resume, restart=restart)
     init_ray()
     if gpus is None:
         from sasi.platform.packing import auto_packing
@@ -256,7 +256,7 @@ def ablate(
     set_: SetOption = None,
 ) -> None:
     """Run an ablation grid (variants × shots × seeds) as one Tune run; prints mean ± 95% CI."""
-    from sasi.platform import preflight
+    from sasi.platform import preflight, resume_safety
 
     preflight.check_storage(_storage(storage))
     from sasi.platform.ablate import load_suite, run_suite
@@ -265,7 +265,7 @@ def ablate(
     parsed = load_suite(suite).with_overrides(_sets(set_))
     preflight.check_tracking(preflight.resolved_tracking_uri(tracking_uri))
     dataset = preflight.suite(parsed, _storage(storage), quick)
-    preflight.suite_resume(parsed, _storage(storage), dataset, quick, restart=restart)
+    resume_safety.suite_resume(parsed, _storage(storage), dataset, quick, restart=restart)
     init_ray()
     results, _ = run_suite(parsed, _storage(storage), tracking_uri, quick=quick, restart=restart, console=console)
     failed = results[results["error"] != ""]

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 
 from sasi.errors import SasiError
-from sasi.platform import interrupts, preflight
+from sasi.platform import interrupts, resume_safety
 
 
 def test_changed_config_is_refused_unless_restart(tmp_path):
     folder = tmp_path / "smoke"
     config = {"variants": {"a": {"train": {"iterations": 20}}}, "shots": [3]}
-    assert preflight.check_resume(folder, config, "sasi ablate s.yaml", restart=False) is False  # nothing stored
-    preflight.store_config(folder, config)
-    assert preflight.check_resume(folder, config, "sasi ablate s.yaml", restart=False) is True  # same: resume
+    assert resume_safety.check_resume(folder, config, "sasi ablate s.yaml", restart=False) is False  # nothing stored
+    resume_safety.store_config(folder, config)
+    assert resume_safety.check_resume(folder, config, "sasi ablate s.yaml", restart=False) is True  # same: resume
     changed = {"variants": {"a": {"train": {"iterations": 30}}}, "shots": [3]}
     with pytest.raises(SasiError, match=r"variants\.a\.train\.iterations.*--restart"):
-        preflight.check_resume(folder, changed, "sasi ablate s.yaml", restart=False)
-    assert preflight.check_resume(folder, changed, "sasi ablate s.yaml", restart=True) is False
+        resume_safety.check_resume(folder, changed, "sasi ablate s.yaml", restart=False)
+    assert resume_safety.check_resume(folder, changed, "sasi ablate s.yaml", restart=True) is False
     assert not folder.exists() and len(list(tmp_path.glob("smoke.replaced-*"))) == 1  # old results kept aside
 
 
