@@ -167,8 +167,8 @@ def test_cuda_graphs_leave_the_losses_alone(pair, device):
     runs = {}
     for mode, train in {"eager": {"cuda_graphs": False}, "network": {"cuda_graphs": True},
                         "step": {"cuda_graphs": True, "graph_step": True}}.items():
-        trainer = _ssl_trainer(pair, "sasi", train={"device": device, "cudnn_benchmark": False, "iterations": 8, **train},
-                               consistency={"active_fraction": 0.5})
+        train = {"device": device, "cudnn_benchmark": False, "iterations": 8, **train}
+        trainer = _ssl_trainer(pair, "sasi", train=train, consistency={"active_fraction": 0.5})
         assert (trainer.graphed is not None) == (mode != "eager" and device == "cuda")
         assert (trainer.step_graph is not None) == (mode == "step" and device == "cuda")
         if mode == "step" and device == "cpu":
@@ -179,6 +179,8 @@ def test_cuda_graphs_leave_the_losses_alone(pair, device):
         runs[mode] = _losses(trainer, steps=4)  # 4 SSL, 4 consistency, 4 plain steps: warm-up, capture, replays
         if trainer.step_graph is not None:
             assert set(trainer.step_graph.graphs) == {True, False} and set(trainer.ssl_graph.graphs) == {True}
+            trainer.ssl_graph.reset()  # e.g. after the optimiser reset: warm up and capture again
+            assert not trainer.ssl_graph.graphs and not trainer.ssl_graph.eager_runs
     torch.backends.cudnn.deterministic = False
     assert all(np.isfinite(runs["step"])) and len(runs["step"]) == 12
     np.testing.assert_allclose(runs["network"], runs["eager"], rtol=1e-4)

@@ -123,7 +123,8 @@ class Trainer(SelfSupervision):
 
     # ---- batches -------------------------------------------------------------------------
     def _amp(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self.graphed is None and self.step_graph is None,
+        graphs = self.graphed is not None or self.step_graph is not None  # graphs need autocast without its cache
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not graphs,
                               enabled=self.config.train.amp and self.device.type == "cuda")
 
     def forward(self, x: Tensor, project: bool = False):

@@ -50,8 +50,8 @@ class SSLDraw(NamedTuple):
 
 class SelfSupervision:
     """Mixin of ``Trainer``: uses its ``config``, ``data``, ``net``, ``forward``, ``generator``, ``device``,
-    ``n_classes``, ``optimiser``, ``step``, ``ssl_steps``, ``history``, ``_amp``, ``_backward``, ``ssl_graph``
-    and ``_consistency_loss``."""
+    ``n_classes``, ``optimiser``, ``step``, ``ssl_steps``, ``history``, ``_amp``, ``_backward``, ``ssl_graph``,
+    ``step_graph`` and ``_consistency_loss``."""
 
     ssl_running: dict[str, Tensor]
     iss_diagnostics: dict[str, float]
@@ -99,7 +99,8 @@ class SelfSupervision:
         size, infill = self.config.data.patch, replace(self.config.infill, enabled=True)
         views = []
         for v in range(2):
-            view = crop(self.data.volume, draw.centres[v], size, None if draw.rotations is None else draw.rotations[v])[0]
+            rotations = None if draw.rotations is None else draw.rotations[v]
+            view = crop(self.data.volume, draw.centres[v], size, rotations)[0]
             if draw.infill is not None:
                 view = apply_infill(view, None, self.n_classes, infill, draw.infill[v])[0]
             if draw.noise is not None:
@@ -166,6 +167,9 @@ class SelfSupervision:
         self.iss_diagnostics.update(self.bottleneck_stats("after"))
         if self.config.pretrain.reset_optimiser:
             self.optimiser.state.clear()  # Adam re-initialises its moments and step count lazily
+            for graph in (self.ssl_graph, self.step_graph):
+                if graph is not None:
+                    graph.reset()  # their Adam state tensors are gone
 
     # ---- diagnostics ---------------------------------------------------------------------
     def bottleneck_stats(self, when: str) -> dict[str, float]:

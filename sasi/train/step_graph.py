@@ -8,8 +8,8 @@ copies them into fixed device buffers without a sync, and replays one graph of e
 labels or views, forward, loss, backward and the (capturable, fused) Adam step.
 
 Each kind of step (with and without the consistency term) is run ``warmup`` times eagerly on a side stream
-(cuDNN autotuning, optimiser state), then captured once and replayed. The optimiser's state tensors must stay
-the same objects after a capture (resetting it after ISS happens before the first supervised step).
+(cuDNN autotuning, optimiser state), then captured once and replayed. The optimiser's state tensors are baked
+into the graphs: replacing them (the optimiser reset after ISS) calls :meth:`StepGraph.reset`.
 """
 
 from __future__ import annotations
@@ -54,6 +54,11 @@ class StepGraph:
         self.step, self.device, self.warmup, self.capture = step, device, warmup, capture
         self.graphs: dict[Hashable, tuple[Callable[[], None], Any, dict[str, Tensor]]] = {}
         self.eager_runs: Counter[Hashable] = Counter()
+
+    def reset(self) -> None:
+        """Forget every graph (e.g. after the optimiser's state was replaced: its tensors are baked into them)."""
+        self.graphs.clear()
+        self.eager_runs.clear()
 
     def __call__(self, kind: Hashable, draw: Any) -> dict[str, Tensor]:
         if kind in self.graphs:
