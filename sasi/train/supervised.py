@@ -14,6 +14,7 @@ from torch import Tensor
 from sasi.method.consistency import GridTransform, sample_transform
 from sasi.method.infill import InfillDraw, apply_infill, draw_infill, infill_active
 from sasi.train.crops import crop, random_flips, random_rotations
+from sasi.train.step_graph import map_tensors
 from sasi.transfer import to_device
 
 if TYPE_CHECKING:
@@ -32,9 +33,7 @@ class SupervisedDraw(NamedTuple):
     transform: tuple[Tensor, Tensor] | None  # consistency T as (3, 3) matrix and (3,) offset; None: term off
 
     def to(self, device: torch.device | str | None) -> SupervisedDraw:
-        return SupervisedDraw(to_device(self.centres, device), to_device(self.rotations, device),
-                              None if self.infill is None else self.infill.to(device),
-                              None if self.transform is None else tuple(to_device(t, device) for t in self.transform))
+        return map_tensors(lambda t: to_device(t, device), self)
 
 
 def supervised_centres(data: TrainingData, batch: int, generator: torch.Generator) -> Tensor:
