@@ -2,6 +2,8 @@
 
     python benchmarks/train_step.py            # GPU: precision / layout / compile / batch sweep
     python benchmarks/train_step.py --quick    # CPU smoke
+    python benchmarks/train_step.py --tag graph-step --no-profile \
+        --modes bf16+channels_last+cudnn_benchmark+cuda_graphs bf16+channels_last+cudnn_benchmark+cuda_graphs+graph_step
 
 Supervised step = class-balanced rotated crops + volume infill + consistency branch (f(x) and f(T(x)) in one
 pass, so 2×batch crops) + Dice/Focal + Adam; contrastive step = two infill views of unlabelled windows (+ the
@@ -175,6 +177,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--no-profile", action="store_true", help="skip the kernel profile of the best mode")
+    p.add_argument("--tag", default=None, help="results/train_step-<tag>-<device>.json (keeps earlier runs' files)")
     args = p.parse_args()
     quick = args.quick or not torch.cuda.is_available()
     dataset = train_only_dataset("shrec-like-fast-v1")
@@ -189,7 +192,7 @@ def main() -> None:
                        "consistency_peak_pct": ".2f", "consistency_mem_gb": ".2f", "paper_trial_min": ".1f"})
     prof = profile(dataset, best) if torch.cuda.is_available() and not args.no_profile else None
     same = graph_equivalence(dataset) if torch.cuda.is_available() else None
-    out = write_results("train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 5, "patch": 24,
+    out = write_results(f"train_step-{args.tag}" if args.tag else "train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 5, "patch": 24,
                                        "steps": steps, "peak_tflops": args.peak_tflops, "quick": quick,
                                        "paper_budget": PAPER}, rows, best_mode=best, profile=prof,
                         graphs_vs_eager=same)
