@@ -40,17 +40,16 @@ def rot90_matrix(plane: int, k: int) -> Tensor:
     return torch.linalg.matrix_power(r, k % 4)
 
 
-def quaternion_matrix(quaternion: Sequence[float]) -> Tensor:
-    """Rotation matrix of a (not necessarily unit) quaternion ``(w, x, y, z)``.
-
-    A standard-normal 4-vector gives a uniformly distributed (Haar) rotation.
-    """
-    w, x, y, z = F.normalize(torch.as_tensor(quaternion, dtype=torch.float64), dim=0).tolist()
-    return torch.tensor([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+def quaternion_matrices(quaternions: Tensor) -> Tensor:
+    """``(N, 3, 3)`` rotation matrices of ``(N, 4)`` (not necessarily unit) quaternions ``(w, x, y, z)``, in their
+    dtype. Standard-normal 4-vectors give uniformly distributed (Haar) rotations."""
+    q = quaternions / quaternions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 
 def compose(outer: tuple[Tensor, Tensor], inner: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:

@@ -60,7 +60,7 @@ from sasi.method.grid import (
     PADDINGS,
     PLANES,
     Warp,
-    quaternion_matrix,
+    quaternion_matrices,
     rot90_matrix,
 )
 from sasi.transfer import to_device
@@ -141,7 +141,7 @@ def _random_ops(name: str, rng: np.random.Generator, n: int, size: tuple[int, ..
         k = np.where(square[plane], k, 2)
         mats = _ROT90[plane, k]
     else:
-        mats = np.stack([quaternion_matrix(q).numpy() for q in rng.standard_normal((n, 4))]) if n else mats
+        mats = quaternion_matrices(torch.from_numpy(rng.standard_normal((n, 4)))).float().numpy()
     return mats, offs
 
 

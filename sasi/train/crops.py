@@ -14,20 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sasi.method import IGNORE
+from sasi.method.grid import quaternion_matrices
 from sasi.transfer import device_constant, to_device
 
 
 def random_rotations(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
     """``(n, 3, 3)`` uniformly random rotation matrices (from normalised Gaussian quaternions)."""
-    q = torch.randn(n, 4, generator=generator)
-    q = q / q.norm(dim=1, keepdim=True)
-    w, x, y, z = q.unbind(1)
-    m = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-    ], dim=1).reshape(n, 3, 3)
-    return to_device(m, device)
+    return to_device(quaternion_matrices(torch.randn(n, 4, generator=generator)), device)
 
 
 def random_flips(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
