@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One part of the issue-18 search (README "The search", in parts) on a GPU machine that is lent in slices.
 #
-#   bash benchmarks/search_part.sh SPACE SHOTS TRIALS GPUS_PER_TRIAL
+#   bash benchmarks/search_part.sh SPACE SHOTS TRIALS GPUS_PER_TRIAL [sasi tune options, e.g. --set train.graph_step=true]
 #   e.g. bash benchmarks/search_part.sh sasi-core 10 6 0.16     # study sasi-core-N10 up to 6 trials in all
 #
 # Each study's Optuna mirror (<space>-N<shots>-optuna.db: every finished trial's parameters, score and time)
@@ -19,8 +19,8 @@ warm=()
 [ -f "$parts/$study-optuna.db" ] && warm=(--warm-start "$parts")
 # stopped at $BUDGET_S (SIGTERM: a clean stop) so that a device call's time limit never loses the mirror;
 # trials still running then are lost and re-asked by the next part
-timeout "${BUDGET_S:-100000}" python3 -m sasi tune "search_spaces/$space.yaml" --shots "$shots" --trials "$trials" \
-    --gpus-per-trial "$gpus" --storage "$storage" "${warm[@]}" || echo "sasi tune ended with exit code $?"
+timeout -k 20 "${BUDGET_S:-100000}" python3 -m sasi tune "search_spaces/$space.yaml" --shots "$shots" --trials "$trials" \
+    --gpus-per-trial "$gpus" --storage "$storage" "${warm[@]}" "${@:5}" || echo "sasi tune ended with exit code $?"
 mkdir -p "$parts"
 cp "$storage/$study-optuna.db" "$parts/"
 if [ -n "${OUT:-}" ]; then   # the part's search.json holds this machine's paths: kept out of the repo
