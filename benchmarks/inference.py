@@ -83,35 +83,44 @@ def main() -> None:
     dataset = train_only_dataset("shrec-like-fast-v1")
     overrides = {"data": {"dataset": dataset, "shots": 5}, "train": {"iterations": args.iterations or (20 if quick else 1500),
                                                                       "eval_every": 0}}
+    t0 = time.perf_counter()
     result = fit(preset_config("df-cc3d", deep_update(overrides, TINY) if quick else overrides), progress=False)
+    print(f"trained {overrides['train']['iterations']} iterations in {time.perf_counter() - t0:.1f} s", flush=True)
     net = result.model.backbone.to(device)
     ds = load_dataset(dataset)
     geometry = ParticleGeometry(result.classes, ds.voxel_size, ds.radii, 0.5)
     recipe = get_recipe("shrec-like-fast-v1", dev_templates())
     sim = replace(recipe.simulation, shape=(size, size, size))
+    meta = {"size": size, "voxel_size": sim.voxel_size, "classes": len(result.classes) + 1,
+            "trained_iterations": overrides["train"]["iterations"], "quick": quick}
+    rows, labels = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
         tomo = simulate_tomogram(sim, resolve_templates(sim), seed=1, name="bench")
         path = write_mrc(Path(tmp) / "bench.mrc", tomo.volume, sim.voxel_size)
         del tomo
-        rows = []
+        print(f"simulated a {size}³ tomogram in {time.perf_counter() - t0:.1f} s", flush=True)
         if auto:  # after the model is on the GPU, as in sasi predict
             tiles = sorted({*tiles, largest_tile(torch.cuda.mem_get_info(device)[0] / 1e9, (size,) * 3)})
         for tile in tiles:  # margin: the network's receptive context, so every tiling should equal one pass
             try:
                 run_once(net, path, geometry, tile, device, Path(tmp))  # warm-up
-                rows.append(run_once(net, path, geometry, tile, device, Path(tmp)))
+                row = run_once(net, path, geometry, tile, device, Path(tmp))
             except torch.OutOfMemoryError:
-                print(f"tile {tile}: out of GPU memory")
-            torch.cuda.empty_cache() if device.type == "cuda" else None
-    reference = rows[-1]["labels"]  # the largest tile: one whole-volume pass if it fitted
-    for r in rows:
-        r["agreement_pct"] = 100 * float((r.pop("labels") == reference).float().mean())
+                print(f"tile {tile}: out of GPU memory", flush=True)
+                continue
+            finally:
+                torch.cuda.empty_cache() if device.type == "cuda" else None
+            labels.append(row.pop("labels"))
+            rows.append(row)
+            print(f"tile {tile}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+            write_results("inference", meta, rows)  # partial results survive a stopped run
+    for r, lab in zip(rows, labels):  # against the largest tile: one whole-volume pass if it fitted
+        r["agreement_pct"] = 100 * float((lab == labels[-1]).float().mean())
     print_table(rows, {"tile": "d", "peak_mem_gb": ".1f", "load": ".3f", "normalise": ".3f", "network+stitch": ".3f",
                        **{f"picks:{m}": ".3f" for m in MODES}, "write": ".3f", **{f"total_s:{m}": ".3f" for m in MODES},
                        **{f"picks_{m}": "d" for m in MODES}, "foreground_pct": ".2f", "agreement_pct": ".3f"})
-    out = write_results("inference", {"size": size, "voxel_size": sim.voxel_size, "classes": len(result.classes) + 1,
-                                      "trained_iterations": overrides["train"]["iterations"], "quick": quick}, rows)
-    print(f"wrote {out}")
+    print(f"wrote {write_results('inference', meta, rows)}")
 
 
 if __name__ == "__main__":

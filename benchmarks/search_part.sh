@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One part of the issue-18 search (README "The search", in parts) on a GPU machine that is lent in slices.
 #
-#   bash benchmarks/search_part.sh SPACE SHOTS TRIALS GPUS_PER_TRIAL [sasi tune options, e.g. --set train.graph_step=true]
+#   bash benchmarks/search_part.sh SPACE SHOTS TRIALS GPUS_PER_TRIAL [more sasi tune options, e.g. --set train.batch_size=32]
 #   e.g. bash benchmarks/search_part.sh sasi-core 10 6 0.16     # study sasi-core-N10 up to 6 trials in all
 #
 # Each study's Optuna mirror (<space>-N<shots>-optuna.db: every finished trial's parameters, score and time)
