@@ -2,7 +2,7 @@
 # One part of the issue-18 search (README "The search", in parts) on a GPU machine that is lent in slices.
 #
 #   bash benchmarks/search_part.sh SPACE SHOTS TRIALS GPUS_PER_TRIAL [more sasi tune options, e.g. --set train.batch_size=32]
-#   e.g. bash benchmarks/search_part.sh sasi-core 10 6 0.16     # study sasi-core-N10 up to 6 trials in all
+#   e.g. START_S=240 BUDGET_S=520 bash benchmarks/search_part.sh sasi-core 10 24 0.125   # sasi-core-N10 towards 24
 #
 # Each study's Optuna mirror (<space>-N<shots>-optuna.db: every finished trial's parameters, score and time)
 # lives in benchmarks/results/search/parts/; a part warm-starts from it (so only TRIALS minus the trials
@@ -17,10 +17,13 @@ study=$space-N$shots
 storage=runs/search-parts/$study-$(date +%Y%m%d-%H%M%S)
 warm=()
 [ -f "$parts/$study-optuna.db" ] && warm=(--warm-start "$parts")
-# stopped at $BUDGET_S (SIGTERM: a clean stop) so that a device call's time limit never loses the mirror;
-# trials still running then are lost and re-asked by the next part
+# START_S: no trial starts after it and the part ends when the running ones have finished (nothing lost);
+# BUDGET_S: the hard stop (SIGTERM, SIGKILL 20 s later) so that a device call's time limit never loses the
+# mirror; trials still running then are lost and re-asked by the next part. Leave one trial's time between them.
+start=()
+[ -n "${START_S:-}" ] && start=(--start-within "$START_S")
 timeout -k 20 "${BUDGET_S:-100000}" python3 -m sasi tune "search_spaces/$space.yaml" --shots "$shots" --trials "$trials" \
-    --gpus-per-trial "$gpus" --storage "$storage" "${warm[@]}" "${@:5}" || echo "sasi tune ended with exit code $?"
+    --gpus-per-trial "$gpus" --storage "$storage" "${warm[@]}" "${start[@]}" "${@:5}" || echo "sasi tune ended with exit code $?"
 mkdir -p "$parts"
 cp "$storage/$study-optuna.db" "$parts/"
 if [ -n "${OUT:-}" ]; then   # the part's search.json holds this machine's paths: kept out of the repo

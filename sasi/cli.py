@@ -192,6 +192,7 @@ def tune(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted search (Tuner.restore).")] = False,
     restart: Annotated[bool, typer.Option(help="Start a new search where one is stored (the old one is kept aside).")] = False,
     warm_start: Annotated[Optional[Path], typer.Option(help="Storage of an earlier part of this search: its finished trials count towards --trials and teach the sampler; only the rest run.")] = None,
+    start_within: Annotated[Optional[float], typer.Option(help="Start no trial later than this many seconds into the search; running trials finish (a machine lent for a fixed time; continue with --warm-start).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Optuna TPE search over a YAML space with Ray Tune (+ ASHA), one study per shot count, tracked in MLflow."""
@@ -208,6 +209,8 @@ def tune(
         raise SasiError("give one baseline: --baseline-space (search it now) or --baseline (an earlier search's folder)")
     if confirm < 0:
         raise SasiError(f"--confirm must be >= 0, got {confirm}")
+    if start_within is not None and start_within <= 0:
+        raise SasiError(f"--start-within must be > 0 seconds, got {start_within:g}")
     parsed = load_search_space(space).with_overrides(_sets(set_))
     base_parsed = load_search_space(baseline_space).with_overrides(_sets(set_)) if baseline_space else None
     studies = list(shots or parsed.shots)
@@ -236,7 +239,8 @@ def tune(
         gpus = packing.gpus_per_trial
     out = run_search(parsed, trials, gpus, None if scheduler == "none" else scheduler, _storage(storage),
                      tracking_uri, resume, workers_per_trial=workers_per_trial, seed=seed, restart=restart,
-                     shots=studies, confirm=confirm, baseline=base_parsed or baseline, warm_start=warm_start)
+                     shots=studies, confirm=confirm, baseline=base_parsed or baseline, warm_start=warm_start,
+                     start_within=start_within)
     for study in out.summary.get("studies", []):
         shown = f"test F1 {study['test_f1']:.3f}" if study.get("test_f1") is not None else ""
         if study.get("paired_gain_vs_df") is not None:

@@ -147,6 +147,8 @@ def test_search_in_parts_warm_starts_from_the_earlier_part(ray_session, data, tm
     assert len([r for r in runs if r.data.tags.get("sasi.phase") == "search"]) == 1  # only the new trial ran here
     third = part("part3", 2, "--warm-start", str(tmp_path / "part2"))
     assert third["trials"] == 2 and third["warm_started"] == 2 and third["best_config"] == second["best_config"]
+    late = part("late", 4, "--warm-start", str(tmp_path / "part2"), "--start-within", "0.001")
+    assert late["trials"] == 2 and late["best_config"] == second["best_config"]  # past its start deadline: none started
     result = CliRunner().invoke(app, _expand_lists(["tune", str(space), "--shots", "1", "--trials", "1",
                                                     "--storage", str(tmp_path / "part4"), "--warm-start",
                                                     str(tmp_path / "nowhere")]))
@@ -165,6 +167,25 @@ def test_asha_grace_is_the_first_validation_after_a_quarter_of_training_for_ever
     df = preset_config("df-cc3d", {"train.iterations": 4000, "train.eval_every": 300})
     assert asha_grace(df) == 1200  # the first validation at or after 25 %
     assert asha_grace(preset_config("df-cc3d", {"train.iterations": 10, "train.eval_every": 0})) == 10
+
+
+def test_no_trial_starts_after_the_start_deadline():
+    """--start-within: past the deadline the searcher says FINISHED (Tune then waits for the running trials)."""
+    import time
+
+    from ray.tune.search import Searcher
+
+    from sasi.platform.search_space import parse_search_space
+    from sasi.platform.searcher import SasiOptunaSearch
+
+    space = parse_search_space({"name": "s", "preset": "df-cc3d",
+                                "parameters": {"train.lr": {"type": "log", "low": 1e-5, "high": 1e-3}}})
+
+    def searcher(deadline: float) -> SasiOptunaSearch:
+        return SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode, start_deadline=deadline)
+
+    assert 1e-5 <= searcher(time.monotonic() + 60).suggest("t1")["train.lr"] <= 1e-3
+    assert searcher(time.monotonic() - 1).suggest("t1") == Searcher.FINISHED
 
 
 def test_auto_packing_counts_detection_tiles():

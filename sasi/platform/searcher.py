@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 from ray import tune
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from sasi.errors import SasiError
@@ -24,13 +26,21 @@ log = logging.getLogger(__name__)
 
 class SasiOptunaSearch(OptunaSearch):
     """Tells Optuna PRUNED for trials a scheduler stopped early and forwards metric constraints; ``prior``
-    (finished trials of an earlier part of the same search) go into the study before the first ask."""
+    (finished trials of an earlier part of the same search) go into the study before the first ask;
+    ``start_deadline`` (a ``time.monotonic()`` value): no trial starts after it, and the search ends when the
+    running ones have finished (nothing half-trained is lost when a machine is lent for a fixed time)."""
 
     def __init__(self, *args, constraints: dict[str, float] | None = None,
-                 prior: list[optuna.trial.FrozenTrial] | None = None, **kwargs):
+                 prior: list[optuna.trial.FrozenTrial] | None = None, start_deadline: float | None = None, **kwargs):
         self.prior = list(prior or [])
         super().__init__(*args, **kwargs)
         self.constraints = constraints or {}
+        self.start_deadline = start_deadline
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.start_deadline is not None and time.monotonic() > self.start_deadline:
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
 
     def _setup_study(self, mode):  # private in ray 2.60 (pinned); Ray's warm start does not take define-by-run spaces
         super()._setup_study(mode)

@@ -176,7 +176,8 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
         searcher = SasiOptunaSearch(space.define_by_run, metric=space.metric, mode=space.mode,
                                     sampler=optuna.samplers.TPESampler(seed=ctx["seed"]),
                                     points_to_evaluate=start or None, prior=prior,
-                                    constraints={c.metric: c.max for c in space.constraints})
+                                    constraints={c.metric: c.max for c in space.constraints},
+                                    start_deadline=ctx["start_deadline"])
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=space.metric,
@@ -222,7 +223,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
                workers_per_trial: int = 1, seed: int = 0, optuna_db: bool = True, restart: bool = False,
                resume_command: str | None = None, shots: list[int] | None = None, confirm: int = 0,
                baseline: SearchSpace | str | Path | None = None,
-               warm_start: str | Path | None = None) -> SearchOutcome:
+               warm_start: str | Path | None = None, start_within: float | None = None) -> SearchOutcome:
     """Run (or ``resume``) a Tune search over ``space``; the caller has connected to Ray.
 
     ``shots`` (else ``space.shots``): one study per shot count; none: the single study at the base's
@@ -234,7 +235,9 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     ``warm_start``: the storage of an earlier part of this search (same space, shot counts and baseline): each
     study's finished trials there (its Optuna mirror) count towards ``trials``, go into the sampler and the
     results, and only the rest are run, so a search can be split over sessions or machines (MLflow child runs
-    stay with the part that ran them).
+    stay with the part that ran them). ``start_within`` (seconds): no trial starts later than that after the
+    search began; the running ones finish, and a study reached after it runs none (for a machine lent for a fixed
+    time: with ``warm_start`` the next part goes on from there).
 
     SIGINT/SIGTERM stop it cleanly (MLflow runs KILLED, no summary, :class:`~sasi.platform.interrupts.Interrupted`
     names ``resume_command``); ``restart`` detaches the search's old MLflow parent run.
@@ -267,7 +270,8 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
                               inline=not tracking.is_remote(storage))
         ctx = {"storage": storage, "uri": uri, "experiment": experiment, "parent": parent, "resources": res,
                "resume": resume, "scheduler": scheduler, "seed": seed, "trials": trials, "optuna_db": optuna_db,
-               "stop": stop, "warm_start": warm_start}
+               "stop": stop, "warm_start": warm_start,
+               "start_deadline": None if start_within is None else time.monotonic() + start_within}
         outcomes = [_run_study(sp, study, ctx) for sp in [space] + ([baseline_space] if baseline_space else [])
                     for study in studies_of(sp, storage, shots)]
         if all(o.best_config is None for o in outcomes):
