@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -15,3 +17,8 @@ def parse_sets(pairs: Optional[list[str]]) -> dict:
     from sasi.config import parse_assignments
 
     return parse_assignments(pairs or [])
+
+
+def storage_root(storage: Optional[str]) -> str:
+    """Where results go: ``--storage``, else ``$SASI_STORAGE``, else ``runs/ray`` (absolute)."""
+    return storage or os.environ.get("SASI_STORAGE") or str(Path("runs/ray").resolve())

@@ -15,7 +15,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "sasi"
 FORBIDDEN = ("sasi.platform", "ray", "mlflow", "optuna")
 # the CLI may reach into the platform (lazily, inside the commands that need it); it is not the core
-OUTSIDE_CORE = ("platform", "cli.py", "cli_predict.py", "__main__.py")
+OUTSIDE_CORE = ("platform", "cli.py", "cli_predict.py", "cli_tune.py", "__main__.py")
 
 
 def core_files() -> list[Path]:
