@@ -41,6 +41,7 @@ def simulate(
     templates: Annotated[Optional[str], typer.Option(help="'builtin' or a folder of MRC/PDB/mmCIF templates.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (output is deterministic for a seed).")] = 0,
     preview: Annotated[bool, typer.Option(help="Write preview.png (slice with particles) per tomogram.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Tomograms simulated at once (default: one per 4 CPU cores).")] = None,
 ) -> None:
     """Simulate SHREC-style tomograms with exact ground truth."""
     from dataclasses import replace
@@ -61,7 +62,12 @@ def simulate(
     from sasi.platform.preflight import check_storage
 
     check_storage(out, "the output folder")
-    dataset = simulate_dataset(out, config, splits, seed=seed, recipe=recipe, preview=preview)
+    if workers is not None and workers < 1:
+        raise SasiError(f"--workers must be at least 1, got {workers}")
+    import os
+
+    workers = workers or max(1, (os.cpu_count() or 1) // 4)
+    dataset = simulate_dataset(out, config, splits, seed=seed, recipe=recipe, preview=preview, workers=workers)
     n = sum(len(v) for v in dataset.splits.values())
     console.print(f"[green]wrote {n} tomogram(s)[/] to {out} · classes {dataset.classes}")
 

@@ -223,6 +223,7 @@ CASES = {
     "simulate-tiny-shape": (["simulate", P + "/s3", "--shape", "2", "2", "2"], "--shape"),
     "simulate-zero-voxel": (["simulate", P + "/s4", "--voxel-size", "0"], "--voxel-size"),
     "simulate-density": (["simulate", P + "/s5", "--density", "1.5"], "--density"),
+    "simulate-zero-workers": (["simulate", P + "/s6", "--workers", "0"], "--workers"),
     "simulate-zero-tomograms": (["simulate", P + "/s6", "--tomograms", "0"], "--tomograms"),
     "simulate-unknown-recipe": (["simulate", P + "/s7", "--recipe", "nope-v9"], "unknown recipe"),
     "simulate-bad-imaging": (["simulate", P + "/s8", "--imaging", "xray"], "--imaging"),

@@ -21,6 +21,21 @@ def test_deterministic_for_a_seed():
     assert not np.array_equal(a.volume, c.volume)
 
 
+def test_workers_simulate_the_same_dataset(tmp_path):
+    """Tomograms simulated in worker processes: the same particles and labels, voxels equal up to float rounding."""
+    from sasi.simulate import simulate_dataset
+
+    config = SimulationConfig(shape=(32, 48, 48), density=0.08, imaging="tiltseries")
+    one, two = (simulate_dataset(tmp_path / f"w{n}", config, {"train": 2, "val": 1}, seed=5, progress=False, workers=n)
+                for n in (1, 2))
+    assert two.splits == one.splits
+    for name in ("train_00", "train_01", "val_00"):
+        assert two.particles(name).equals(one.particles(name))
+        np.testing.assert_array_equal(two.instances(name), one.instances(name))
+        a, b = one.tomogram(name).data, two.tomogram(name).data
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(a.std()))
+
+
 def test_ground_truth_is_consistent(tiny_dataset):
     ds = tiny_dataset
     name = ds.names("train")[0]
