@@ -64,7 +64,9 @@ def train_and_score(job: dict) -> dict:
     import torch
 
     from sasi.dataset import load_dataset
-    from sasi.detect import maps_to_particles, normalise_on, segment
+    from sasi.detect import maps_to_particles, normalise, normalise_on, segment
+    from sasi.detect.shape import fit_on_particles, reclassify
+    from sasi.fewshot import labelled_particles
     from sasi.presets import preset_config
     from sasi.scoring import choose_min_score, geometry_of, score_picks
     from sasi.train.loop import fit
@@ -88,13 +90,25 @@ def train_and_score(job: dict) -> dict:
                        amp=config.train.amp) for n in ds.names("val") + ds.names("test")}
     out = {**{k: job[k] for k in RUN_KEYS}, "preset": job["preset"], "overrides": {**job["overrides"], **job["set"]},
            "train_s": train_s, "modes": {}}
+    val, test = ds.names("val"), ds.names("test")
+
+    def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test
+        cut = choose_min_score(ds, pa.concat_tables([picks[n] for n in val]), val)
+        scores = score_picks(ds, pa.concat_tables([picks[n] for n in test]), test, "test", cut)
+        return {k: getattr(scores, k) for k in KEPT}
+
+    shape = None
+    if job.get("shape_modes"):  # the picks' classes from their shape (sasi.detect.shape), fitted on the labelled set
+        _, tomogram, chosen = labelled_particles(ds, config.data)
+        shape = fit_on_particles(normalise(tomogram.data), chosen, ds.classes, ds.voxel_size)
+        volumes = {n: normalise(ds.tomogram(n).data) for n in maps}
     for mode in job["modes"]:
         detect = replace(config.detect, mode=mode)
         picks = {n: maps_to_particles(m, geometry, n, detect).particles for n, m in maps.items()}
-        val, test = ds.names("val"), ds.names("test")
-        cut = choose_min_score(ds, pa.concat_tables([picks[n] for n in val]), val)
-        scores = score_picks(ds, pa.concat_tables([picks[n] for n in test]), test, "test", cut)
-        out["modes"][mode] = {k: getattr(scores, k) for k in KEPT}
+        out["modes"][mode] = scored(picks)
+        if shape is not None and mode in job["shape_modes"]:
+            out["modes"][f"{mode}+shape"] = scored({n: reclassify(p, volumes[n], shape, ds.classes, ds.voxel_size)
+                                                    for n, p in picks.items()})
     out["detect_s"] = time.perf_counter() - started
     return out
 
@@ -112,6 +126,8 @@ def main() -> None:
     p.add_argument("--shots", nargs="+", type=int, default=[5, 10])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--modes", nargs="+", default=list(MODES))
+    p.add_argument("--shape-modes", nargs="*", default=["foreground"],
+                   help="also score these modes' picks with classes from shape (MODE+shape; none: leave out)")
     p.add_argument("--iterations", type=int, default=4500)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--channels", nargs=3, type=int, default=[32, 48, 64])
@@ -162,7 +178,7 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
     extra = parse_assignments(args.set)
     jobs = [{"method": m, "preset": preset, "overrides": overrides, "set": extra, "shots": n, "seed": s,
              "dataset": str(data), "iterations": args.iterations, "batch": args.batch, "channels": args.channels,
-             "threads": threads, "precision": args.precision, "modes": args.modes}
+             "threads": threads, "precision": args.precision, "modes": args.modes, "shape_modes": args.shape_modes}
             for m, (preset, overrides) in methods.items() for n in args.shots for s in args.seeds]  # a method's seeds together
     jobs = [j for j in jobs if key(j) not in runs]
     print(f"{len(jobs)} runs to do, {len(runs)} already recorded", flush=True)

@@ -68,13 +68,15 @@ def detection_summary(runs: list[dict], reference: str = "cc3d-per-class") -> di
         summary[mode]["per_method"] = {f"{row['method']} N={row['shots']}": row for row in summarise(runs, mode)}
     gains = []
     for mode in (m for m in modes if m != reference):
-        for metric in ("localisation_f1", "class_f1", "distance_f1"):
-            diffs = [r["modes"][mode][fields[metric]] - r["modes"][reference][fields[metric]] for r in runs
-                     if mode in r["modes"] and reference in r["modes"]]
-            if diffs:
-                gain, ci = mean_ci(diffs)
-                gains.append({"mode": mode, "reference": reference, "metric": metric, "runs": len(diffs),
-                              "gain": gain, "ci95": ci})
+        base = mode.removesuffix("+shape")  # classes from shape: against the same picks' own classes too
+        for ref in [reference] + ([base] if base != mode else []):
+            for metric in ("localisation_f1", "class_f1", "distance_f1"):
+                diffs = [r["modes"][mode][fields[metric]] - r["modes"][ref][fields[metric]] for r in runs
+                         if mode in r["modes"] and ref in r["modes"]]
+                if diffs:
+                    gain, ci = mean_ci(diffs)
+                    gains.append({"mode": mode, "reference": ref, "metric": metric, "runs": len(diffs),
+                                  "gain": gain, "ci95": ci})
     return {"modes": summary, "paired": gains}
 
 

@@ -13,7 +13,7 @@ Label volume values: ``c >= 1`` inside the sphere of a chosen particle of class 
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +49,16 @@ def sample_fewshot(truth: pa.Table, shots: int | dict[str, int], classes: list[s
     if not chosen:
         raise SasiError("empty label set: every class has 0 labelled particles")
     return truth.take(pa.array(sorted(chosen), pa.int64()))
+
+
+def labelled_particles(dataset, data) -> tuple[str, Any, pa.Table]:
+    """The training tomogram (name, :class:`~sasi.io.mrc.Tomogram`) and its few-shot labelled particles for
+    ``data`` (a ``DataConfig``): the first ``train`` tomogram unless ``data.train_tomogram`` names one,
+    ``data.shots`` per class drawn with ``data.fewshot_seed``."""
+    name = data.train_tomogram or dataset.names("train")[0]
+    tomogram = dataset.tomogram(name)
+    truth = dataset.particles(name, shape_zyx=tomogram.shape)
+    return name, tomogram, sample_fewshot(truth, data.shots, dataset.classes, seed=data.fewshot_seed)
 
 
 def label_volume(shape: tuple[int, int, int], chosen: pa.Table, classes: list[str], radii_vox: dict[str, float],

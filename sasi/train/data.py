@@ -8,7 +8,7 @@ import torch
 
 from sasi.dataset import Dataset
 from sasi.detect import normalise
-from sasi.fewshot import label_volume, sample_fewshot
+from sasi.fewshot import label_volume, labelled_particles
 from sasi.train.config import SasiConfig
 from sasi.train.crops import window_centres
 
@@ -18,11 +18,8 @@ class TrainingData:
 
     def __init__(self, config: SasiConfig, dataset: Dataset, device: torch.device):
         cfg = config.data
-        name = cfg.train_tomogram or dataset.names("train")[0]
-        tomo = dataset.tomogram(name)
-        truth = dataset.particles(name, shape_zyx=tomo.shape)
+        name, tomo, self.chosen = labelled_particles(dataset, cfg)
         self.classes = dataset.classes
-        self.chosen = sample_fewshot(truth, cfg.shots, self.classes, seed=cfg.fewshot_seed)
         radii = {c: dataset.radii[c] / dataset.voxel_size * cfg.label_radius_scale for c in self.classes}
         instances = dataset.instances(name) if cfg.background == "certain" else None
         labels = label_volume(tomo.shape, self.chosen, self.classes, radii, dataset.voxel_size,
