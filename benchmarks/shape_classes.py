@@ -7,7 +7,7 @@ The few-shot networks find particles well but mostly give them the wrong class (
 ≈ 0.27–0.32 × localisation F1). This measures a second opinion on the class: for each seed, the N labelled
 particles per class of ``train_00`` (the same draw as training, ``sample_fewshot``) fit a
 :class:`sasi.detect.shape.ShapeClassifier` on rotation-invariant shape descriptors, which then classifies every
-true particle of the test tomograms at its true centre and at centres displaced by Gaussian noise of the given
+true particle of the validation and test tomograms at its true centre and at centres displaced by Gaussian noise of the given
 std per axis (voxels), as a detector's picks would be. Prints accuracy (chance: 1 / classes) per N and
 displacement, mean ± std over seeds, and writes ``results/shape_classes-<device>.json``.
 """
@@ -43,40 +43,43 @@ def main() -> None:
     train = ds.splits["train"][0]
     train_volume, train_truth = standardised(ds.tomogram(train).data), ds.particles(train)
     t0 = time.perf_counter()
-    test = []  # (volume, true centres, classes) per test tomogram
-    for name in ds.names("test"):
-        truth = ds.particles(name)
-        test.append((standardised(ds.tomogram(name).data), particles_to_voxels(truth, ds.voxel_size),
-                     np.array([index[c] for c in truth.column("label").to_pylist()])))
-    truth_classes = np.concatenate([t[2] for t in test])
     rng = np.random.default_rng(0)
-    described = {}
-    for jitter in args.jitter:  # the same displaced centres for every N and seed
-        centres = [np.clip(zyx + rng.normal(0, jitter, zyx.shape), 0, np.array(v.shape) - 1) if jitter else zyx
-                   for v, zyx, _ in test]
-        described[jitter] = np.concatenate([shape_descriptors(v, c) for (v, _, _), c in zip(test, centres)])
+    described, truth_classes = {}, {}  # per split: descriptors per displacement, true classes
+    for split in ("val", "test"):
+        tomograms = []  # (volume, true centres) per tomogram
+        for name in ds.names(split):
+            truth = ds.particles(name)
+            tomograms.append((standardised(ds.tomogram(name).data), particles_to_voxels(truth, ds.voxel_size)))
+            truth_classes.setdefault(split, []).extend(index[c] for c in truth.column("label").to_pylist())
+        truth_classes[split] = np.array(truth_classes[split])
+        for jitter in args.jitter:  # the same displaced centres for every N and seed
+            described[split, jitter] = np.concatenate([
+                shape_descriptors(v, np.clip(zyx + rng.normal(0, jitter, zyx.shape), 0, np.array(v.shape) - 1))
+                for v, zyx in tomograms])
     rows = []
     for shots in args.shots:
-        accuracy = {j: [] for j in args.jitter}
-        per_class = {j: [] for j in args.jitter}
+        accuracy = {key: [] for key in described}
+        per_class = {key: [] for key in described}
         for seed in args.seeds:
             chosen = sample_fewshot(train_truth, shots, ds.classes, seed)
             labelled = np.array([index[c] for c in chosen.column("label").to_pylist()])
             model = ShapeClassifier.fit(shape_descriptors(train_volume, particles_to_voxels(chosen, ds.voxel_size)),
                                         labelled, len(ds.classes))
-            for jitter, x in described.items():
-                right = model.predict(x) == truth_classes
-                accuracy[jitter].append(float(right.mean()))
-                per_class[jitter].append([float(right[truth_classes == c].mean()) for c in range(len(ds.classes))])
-        for jitter in args.jitter:
-            rows.append({"shots": shots, "jitter_vox": jitter, "seeds": len(args.seeds),
-                         "accuracy": float(np.mean(accuracy[jitter])), "accuracy_std": float(np.std(accuracy[jitter])),
-                         "chance": 1 / len(ds.classes), "per_seed": accuracy[jitter],
-                         "per_class": dict(zip(ds.classes, np.mean(per_class[jitter], axis=0).round(3).tolist()))})
-    print_table(rows, {"shots": "d", "jitter_vox": ".1f", "seeds": "d", "accuracy": ".3f", "accuracy_std": ".3f",
-                       "chance": ".3f"})
-    out = write_results("shape_classes", {"dataset": ds.meta.get("recipe"), "test_particles": int(len(truth_classes)),
-                                          "classes": ds.classes, "seconds": round(time.perf_counter() - t0, 1)}, rows)
+            for (split, jitter), x in described.items():
+                right = model.predict(x) == truth_classes[split]
+                accuracy[split, jitter].append(float(right.mean()))
+                per_class[split, jitter].append([float(right[truth_classes[split] == c].mean())
+                                                 for c in range(len(ds.classes))])
+        for split, jitter in described:
+            values = accuracy[split, jitter]
+            rows.append({"split": split, "shots": shots, "jitter_vox": jitter, "seeds": len(args.seeds),
+                         "particles": len(truth_classes[split]), "accuracy": float(np.mean(values)),
+                         "accuracy_std": float(np.std(values)), "chance": 1 / len(ds.classes), "per_seed": values,
+                         "per_class": dict(zip(ds.classes, np.mean(per_class[split, jitter], axis=0).round(3).tolist()))})
+    print_table(rows, {"split": "s", "shots": "d", "jitter_vox": ".1f", "seeds": "d", "particles": "d",
+                       "accuracy": ".3f", "accuracy_std": ".3f", "chance": ".3f"})
+    out = write_results("shape_classes", {"dataset": ds.meta.get("recipe"), "classes": ds.classes,
+                                          "seconds": round(time.perf_counter() - t0, 1)}, rows)
     print(f"wrote {out}")
 
 
