@@ -35,12 +35,14 @@ def recipe_dataset(recipe: str, root: str | Path = "/tmp/sasi-bench") -> str:
 
 def _dataset(recipe: str, root: str | Path, tag: str, splits: dict[str, int] | None) -> str:
     from sasi.simulate import get_recipe, simulate_dataset
+    from sasi.simulate.writer import default_workers
 
     folder = Path(root) / f"{recipe}-{tag}"
     if not (folder / "dataset.yaml").exists():
         dev_templates()  # exports $SASI_TEMPLATES for recipes built on polnet maps; built-in ones keep theirs
         r = get_recipe(recipe)
-        simulate_dataset(folder, r.simulation, splits or r.splits, seed=0, recipe=r.name, progress=False)
+        simulate_dataset(folder, r.simulation, splits or r.splits, seed=0, recipe=r.name, progress=False,
+                         workers=default_workers())
     return str(folder)
 
 

@@ -166,10 +166,13 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
     if not (data / "dataset.yaml").exists():
         from _common import dev_templates
 
+        from sasi.simulate.writer import default_workers
+
         dev_templates()  # exports $SASI_TEMPLATES for recipes built on polnet maps; built-in ones keep theirs
         recipe = get_recipe(args.recipe)
         t0 = time.perf_counter()
-        simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name, progress=False)
+        simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name, progress=False,
+                         workers=default_workers())
         print(f"simulated {args.recipe} in {time.perf_counter() - t0:.1f} s", flush=True)
     threads = max(1, (mp.cpu_count() or 2) // args.parallel)
     methods = method_variants(args.suite, args.methods)

@@ -64,9 +64,9 @@ def simulate(
     check_storage(out, "the output folder")
     if workers is not None and workers < 1:
         raise SasiError(f"--workers must be at least 1, got {workers}")
-    import os
+    from sasi.simulate.writer import default_workers
 
-    workers = workers or max(1, (os.cpu_count() or 1) // 4)
+    workers = workers or default_workers()
     dataset = simulate_dataset(out, config, splits, seed=seed, recipe=recipe, preview=preview, workers=workers)
     n = sum(len(v) for v in dataset.splits.values())
     console.print(f"[green]wrote {n} tomogram(s)[/] to {out} · classes {dataset.classes}")

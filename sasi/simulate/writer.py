@@ -85,6 +85,13 @@ def write_tomogram(folder: Path, tomo: SimulatedTomogram, voxel_size: float) -> 
     (folder / "particle_locations.txt").write_text("\n".join(lines) + "\n")
 
 
+def default_workers() -> int:
+    """Tomograms to simulate at once by default: one per 4 CPU cores (each worker's FFTs use the other three)."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
 def simulate_dataset(out: str | Path, config: SimulationConfig, splits: dict[str, int], *, seed: int = 0,
                      recipe: str | None = None, preview: bool = False, progress: bool = True,
                      workers: int = 1) -> Dataset:
