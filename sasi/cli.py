@@ -23,9 +23,6 @@ from sasi.cli_predict import predict as predict_command  # noqa: E402  (sasi pre
 from sasi.cli_tune import tune as tune_command  # noqa: E402  (sasi tune: the search)
 
 app.add_typer(copick_app, name="copick")
-app.command("match")(match_command)
-app.command("predict")(predict_command)
-app.command("tune")(tune_command)
 
 
 @app.command()
@@ -177,6 +174,9 @@ def train(
     console.print(f"[green]done[/] checkpoint {outcome.checkpoint} · {shown}")
 
 
+app.command("tune")(tune_command)  # defined in cli_tune.py; listed after train
+
+
 @app.command()
 def ablate(
     suite: Annotated[Path, typer.Argument(help="Ablation suite YAML (ablations/*.yaml).")],
@@ -204,6 +204,10 @@ def ablate(
         first = failed.iloc[0]
         raise SasiError(f"{len(failed)} of {len(results)} trials failed (first: {first['variant']}, "
                         f"{first['shots']} shots, seed {first['seed']}: {first['error']})")
+
+
+app.command("predict")(predict_command)
+app.command("match")(match_command)
 
 
 @app.command()
