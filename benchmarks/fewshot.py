@@ -95,7 +95,7 @@ def train_and_score(job: dict) -> dict:
     def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test
         cut = choose_min_score(ds, pa.concat_tables([picks[n] for n in val]), val)
         scores = score_picks(ds, pa.concat_tables([picks[n] for n in test]), test, "test", cut)
-        return {k: getattr(scores, k) for k in KEPT}
+        return {**{k: getattr(scores, k) for k in KEPT}, **centring(ds, picks, test, cut)}
 
     shape = None
     if job.get("shape_modes"):  # the picks' classes from their shape (sasi.detect.shape), fitted on the labelled set
@@ -111,6 +111,33 @@ def train_and_score(job: dict) -> dict:
                                                     for n, p in picks.items()})
     out["detect_s"] = time.perf_counter() - started
     return out
+
+
+def centring(ds, picks: dict, names: list[str], cut: float) -> dict:
+    """How far picks (score ≥ ``cut``) sit from the centre of the nearest true particle, for those within its
+    radius: root mean square offset per axis and median distance, voxels (to read against `shape_classes.py`'s
+    displaced centres)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    from scipy.spatial import cKDTree
+
+    from sasi.io.particles import particles_to_voxels
+
+    offsets = []
+    for name in names:
+        truth, found = ds.particles(name), picks[name]
+        found = found.filter(pc.greater_equal(found.column("score"), cut)) if found.num_rows else found
+        if not truth.num_rows or not found.num_rows:
+            continue
+        t, p = particles_to_voxels(truth, ds.voxel_size), particles_to_voxels(found, ds.voxel_size)
+        distance, nearest = cKDTree(t).query(p)
+        radius = np.array([ds.radii[c] / ds.voxel_size for c in truth.column("label").to_pylist()])[nearest]
+        offsets.append((p - t[nearest])[distance <= radius])
+    if not offsets or not sum(len(o) for o in offsets):
+        return {}
+    offsets = np.concatenate(offsets)
+    return {"centre_offset_rms_vox": float(np.sqrt((offsets**2).mean())),  # per axis, as shape_classes' std
+            "centre_distance_median_vox": float(np.median(np.linalg.norm(offsets, axis=1)))}
 
 
 def main() -> None:

@@ -61,9 +61,10 @@ def detection_summary(runs: list[dict], reference: str = "cc3d-per-class") -> di
     fields = {"localisation_f1": "localisation_f1_pooled", "class_f1": "class_f1_pooled",
               "distance_f1": "distance_f1_pooled", "duplicate_fraction": "duplicate_fraction",
               "picks_per_truth": "picks_per_truth", "wrong_class_fraction": "wrong_class_fraction",
-              "background_fraction": "background_fraction"}
-    summary = {m: {name: float(np.mean([r["modes"][m][f] for r in runs if m in r["modes"]])) for name, f in
-                   fields.items()} | {"runs": sum(m in r["modes"] for r in runs)} for m in modes}
+              "background_fraction": "background_fraction", "centre_offset_rms_vox": "centre_offset_rms_vox"}
+    summary = {m: {name: float(np.mean(values)) for name, f in fields.items()  # fields newer runs added: where recorded
+                   if (values := [r["modes"][m][f] for r in runs if f in r["modes"].get(m, {})])}
+               | {"runs": sum(m in r["modes"] for r in runs)} for m in modes}
     for mode in modes:
         summary[mode]["per_method"] = {f"{row['method']} N={row['shots']}": row for row in summarise(runs, mode)}
     gains = []
