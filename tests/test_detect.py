@@ -15,6 +15,7 @@ from sasi.detect import (
     segment,
     tile_starts,
 )
+from sasi.detect.picks import _first_per_cell
 from sasi.errors import SasiError
 from sasi.model import build_model
 
@@ -117,6 +118,22 @@ def test_specks_are_dropped_and_close_picks_merge():
     assert [r[1:4] for r in rows if r[1] > 10] in ([(14.0, 14.0, 13.0)], [(14.0, 14.0, 18.5)])
     assert len(rows) == 2
     assert len(picks_of(labels, DetectConfig(merge_factor=0.0, min_size_fraction=0.0))) == 4
+
+
+def test_a_flat_top_gives_one_seed_candidate_per_cube_not_one_per_voxel():
+    """Saturated float16 probabilities make every voxel of a large blob a tied peak (inference on a 512³
+    tomogram stalled in greedy suppression over millions of them); strict peaks are never thinned."""
+    xyz = np.indices((12, 12, 12)).reshape(3, -1).T
+    ids = np.zeros(len(xyz), np.int64)
+    assert _first_per_cell(xyz, np.ones(len(xyz), np.float32), ids, 4).sum() == 27
+    assert _first_per_cell(xyz, np.ones(len(xyz), np.float32), xyz[:, 0] % 2, 4).sum() == 54  # per component
+    assert _first_per_cell(xyz, np.arange(len(xyz), dtype=np.float32), ids, 4).all()
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[4:36, 4:36, 4:36] = 1
+    rows = picks_of(labels, probabilities=one_hot(labels, 3, p=1.0))
+    centres = np.array([r[1:4] for r in rows])
+    assert len(rows) > 8 and np.ptp(centres, axis=0).min() > 15  # split across the whole blob
+    assert np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(len(rows), 1)].min() >= 3
 
 
 def test_empty_segmentation_gives_no_picks():
