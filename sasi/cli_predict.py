@@ -71,7 +71,7 @@ def predict(
     from sasi.config import apply_overrides
     from dataclasses import replace
 
-    from sasi.detect import maps_to_particles, normalise_on, segment
+    from sasi.detect import maps_to_particles, normalise_on, reclassify, segment
     from sasi.io import read_mrc, write_particles
     from sasi.io.mrc import check_tomogram
     from sasi.train.checkpoint import checkpoint_detection, load_checkpoint, resolve_device
@@ -81,7 +81,7 @@ def predict(
     config = apply_overrides(config, parse_sets(set_), "--set")  # e.g. detect.tile, train.amp
     dev = resolve_device(device)
     use_fast_layout(net.to(dev), config.train, dev)
-    geometry, min_score = checkpoint_detection(config, state)
+    how = checkpoint_detection(config, state)
     settings = replace(config.detect, mode=mode) if mode else config.detect
     tables, shape = [], None
     for path, tomo_name in zip(tomograms, names):
@@ -92,8 +92,10 @@ def predict(
         edge = _tile(tile, settings.tile, shape, dev)
         volume = normalise_on(tomo.data, dev, source=path)
         maps = segment(net.backbone.to(dev), volume, tile=edge, margin=settings.margin, device=dev, amp=config.train.amp)
-        found = maps_to_particles(maps, geometry, tomo_name, replace(settings, tile=edge), min_score)
-        tables.append(found.particles)
-        console.print(f"{path}: {found.particles.num_rows} particles")
+        found = maps_to_particles(maps, how.geometry, tomo_name, replace(settings, tile=edge), how.min_score).particles
+        if how.shape is not None:  # classes from the particles' shape (detect.class_source)
+            found = reclassify(found, volume, how.shape, how.geometry.classes, how.geometry.voxel_size)
+        tables.append(found)
+        console.print(f"{path}: {found.num_rows} particles")
     write_particles(pa.concat_tables(tables), out, voxel_size=state["voxel_size"], shape_zyx=shape)
     console.print(f"[green]wrote[/] {out}")

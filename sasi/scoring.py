@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import torch
 
 from sasi.dataset import Dataset, score_on_dataset
-from sasi.detect import DetectConfig, ParticleGeometry, detect
+from sasi.detect import DetectConfig, ParticleGeometry, ShapeClassifier, detect
 from sasi.evaluate.points import Points
 from sasi.evaluate.scores import ClassScore
 from sasi.evaluate.shrec import instance_ids, pick_hits
@@ -75,10 +75,10 @@ def geometry_of(dataset: Dataset, label_radius_scale: float) -> ParticleGeometry
 
 def detect_tomograms(model: torch.nn.Module, dataset: Dataset, names: list[str], geometry: ParticleGeometry,
                      config: DetectConfig, *, device: torch.device | str = "cpu", amp: bool = False,
-                     min_score: float = 0.0) -> pa.Table:
-    """Picks of every named tomogram, concatenated (each tomogram's best first)."""
+                     min_score: float = 0.0, shape: ShapeClassifier | None = None) -> pa.Table:
+    """Picks of every named tomogram, concatenated (each tomogram's best first); classes from ``shape`` if given."""
     tables = [detect(model, dataset.tomogram(n).data, geometry, n, config=config, min_score=min_score,
-                     device=device, amp=amp).particles for n in names]
+                     device=device, amp=amp, shape=shape).particles for n in names]
     return pa.concat_tables(tables) if tables else empty_particles()
 
 

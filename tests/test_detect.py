@@ -158,6 +158,8 @@ def test_bad_detect_settings_are_one_line_errors():
         DetectConfig(mode="meanshift")
     with pytest.raises(SasiError, match="threshold"):
         DetectConfig(threshold=1.5)
+    with pytest.raises(SasiError, match="class_source must be one of"):
+        DetectConfig(class_source="colour")
 
 
 def _whole_pass(net, volume):

@@ -185,3 +185,43 @@ def test_cuda_graphs_leave_the_losses_alone(pair, device):
     assert all(np.isfinite(runs["step"])) and len(runs["step"]) == 12
     np.testing.assert_allclose(runs["network"], runs["eager"], rtol=1e-4)
     np.testing.assert_allclose(runs["step"], runs["eager"], rtol=1e-4)
+
+
+# ---- classes from shape (detect.class_source), chosen on the validation tomogram -----------------------------
+
+@pytest.fixture(scope="module")
+def two_classes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two") / "data"
+    config = SimulationConfig(shape=(32, 64, 64), snr=2.0, density=0.1, classes=("globe", "tetra"))
+    return simulate_dataset(out, config, {"train": 1, "val": 1}, seed=5, progress=False)
+
+
+@pytest.mark.parametrize("class_source", ["auto", "shape"])
+def test_class_source_is_chosen_on_validation_and_kept_in_the_checkpoint(two_classes, class_source, tmp_path):
+    from dataclasses import replace
+
+    from sasi.errors import SasiError
+    from sasi.train.checkpoint import checkpoint_detection
+
+    config = from_dict(SasiConfig, {
+        "data": {"dataset": str(two_classes.root), "shots": 2, "patch": 16}, "model": {"channels": [4, 6, 8]},
+        "train": {"iterations": 8, "eval_every": 0, "batch_size": 2}, "detect": {"class_source": class_source}})
+    trainer = Trainer(config, progress=False)
+    final = trainer.run().final
+    trainer.save(tmp_path)
+    chosen = trainer.calibration["class_source"]
+    if class_source == "auto":  # both scored; the better one (ties: the network's) is the run's val_class_f1
+        f1 = {s: final[f"val_class_f1_{s}"] for s in ("network", "shape")}
+        assert f1[chosen] == max(f1.values()) == final["val_class_f1"]
+    else:
+        assert chosen == "shape" and "val_class_f1_network" not in final
+    scores, _ = score_checkpoint(tmp_path, two_classes, "val", "cpu")  # the checkpoint detects as calibrated
+    assert scores.class_f1_pooled == pytest.approx(final["val_class_f1"])
+    _, saved, state = load_checkpoint(tmp_path)
+    assert state["shape_classifier"] is not None
+    as_network = replace(saved, detect=replace(saved.detect, class_source="network"))
+    assert checkpoint_detection(as_network, state).shape is None
+    state["shape_classifier"] = None
+    as_shape = replace(saved, detect=replace(saved.detect, class_source="shape"))
+    with pytest.raises(SasiError, match="no shape classifier"):
+        checkpoint_detection(as_shape, state)

@@ -8,6 +8,7 @@ from typing import Literal
 from sasi.errors import SasiError
 
 MODES = ("foreground", "cc3d-per-class")
+CLASS_SOURCES = ("network", "shape", "auto")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +24,10 @@ class DetectConfig:
     (class radius × ``data.label_radius_scale``), so no threshold is in voxels.
     ``mode: cc3d-per-class`` is the SaSi paper's post-processing: components of each argmax class, one pick per
     component, ``min_size`` in voxels.
+    ``class_source`` says where a pick's class comes from: ``network`` (its vote, as above), ``shape`` (a linear
+    discriminant on rotation-invariant shape descriptors fitted on the labelled particles, :mod:`sasi.detect.shape`)
+    or ``auto`` (whichever of the two gives the higher class-aware F1 on the validation tomogram, chosen in
+    training like ``min_score`` and kept in the checkpoint).
     """
 
     mode: Literal["foreground", "cc3d-per-class"] = "foreground"
@@ -35,10 +40,12 @@ class DetectConfig:
     merge_factor: float = 1.0  # foreground: picks closer than this × max(r_a, r_b) are one particle
     min_score: float | None = None  # drop picks scoring below; None: chosen on the validation tomogram
     min_size: int = 0  # cc3d-per-class: smallest component (voxels) kept as a particle
+    class_source: Literal["network", "shape", "auto"] = "auto"  # auto: chosen on the validation tomogram
 
     def __post_init__(self) -> None:
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
+            (self.class_source in CLASS_SOURCES, f"class_source must be one of {CLASS_SOURCES}, got {self.class_source!r}"),
             (0.0 < self.threshold < 1.0, f"threshold must be in (0, 1), got {self.threshold}"),
             (self.min_size_fraction >= 0.0, f"min_size_fraction must be >= 0, got {self.min_size_fraction}"),
             (self.split_factor > 1.0, f"split_factor must be > 1, got {self.split_factor}"),

@@ -14,38 +14,53 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from sasi.errors import SasiError
 from sasi.io.particles import particles_to_voxels
 
 
-def _shells(radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Real-space shell index, Fourier shell index and Gaussian window of a cube of edge ``2·radius + 1``."""
-    axis = np.arange(-radius, radius + 1)
-    r = np.sqrt(sum(a**2 for a in np.meshgrid(axis, axis, axis, indexing="ij")))
-    f = np.sqrt(sum(a**2 for a in np.meshgrid(*[np.fft.fftfreq(len(axis))] * 3, indexing="ij"))) * len(axis)
-    window = np.exp(-(r**2) / (2 * (radius / 2) ** 2))
-    return np.minimum(np.round(r).astype(int), radius + 1).ravel(), np.minimum(np.round(f).astype(int), radius + 1).ravel(), window
+def _shells(radius: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shell averaging matrices (real space, Fourier space: voxels × shells, rows summing a shell's voxels into its
+    mean) and the Gaussian window of a cube of edge ``2·radius + 1``, in float64 on ``device``."""
+    axis = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    freq = torch.fft.fftfreq(len(axis), dtype=torch.float64, device=device) * len(axis)
+    r = torch.sqrt(sum(a**2 for a in torch.meshgrid(axis, axis, axis, indexing="ij"))).ravel()
+    f = torch.sqrt(sum(a**2 for a in torch.meshgrid(freq, freq, freq, indexing="ij"))).ravel()
+    window = torch.exp(-(r**2) / (2 * (radius / 2) ** 2)).reshape((len(axis),) * 3)
+
+    def averaging(distance: torch.Tensor, first: int) -> torch.Tensor:
+        shell = torch.round(distance).long()
+        onehot = (shell[:, None] == torch.arange(first, radius + 1, device=device)[None]).double()
+        return onehot / onehot.sum(0)
+
+    return averaging(r, 0), averaging(f, 1), window
 
 
-def shape_descriptors(volume: np.ndarray, centres_zyx: np.ndarray, radius: int = 16) -> np.ndarray:
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices past either edge mirrored back inside (edge voxel not repeated, like ``np.pad(mode="reflect")``)."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+def shape_descriptors(volume: np.ndarray | torch.Tensor, centres_zyx: np.ndarray, radius: int = 16,
+                      batch: int = 256) -> np.ndarray:
     """``(n, 2·radius + 1)`` descriptors (radial profile, then log power spectrum) of the cubes around
-    ``centres_zyx`` (voxels, rounded) in ``volume`` (z-scored; reflected at its edges)."""
-    centres = np.round(np.asarray(centres_zyx, dtype=float).reshape(-1, 3)).astype(int)
+    ``centres_zyx`` (voxels, rounded) in ``volume`` (z-scored; reflected at its edges), computed on the volume's
+    device ``batch`` cubes at a time."""
+    volume = torch.as_tensor(volume)
+    centres = np.round(np.asarray(centres_zyx, dtype=float).reshape(-1, 3)).astype(np.int64)
     if len(centres) and (centres.min() < 0 or (centres >= volume.shape).any()):
-        raise SasiError(f"shape descriptors: a centre lies outside the volume of shape {volume.shape}")
-    shell, fshell, window = _shells(radius)
-    counts = np.bincount(shell, minlength=radius + 2)[:radius + 1]
-    fcounts = np.bincount(fshell, minlength=radius + 2)[1:radius + 1]
-    padded = np.pad(np.asarray(volume, dtype=np.float32), radius, mode="reflect")
-    out = np.empty((len(centres), 2 * radius + 1))
-    for i, (z, y, x) in enumerate(centres + radius):
-        cube = padded[z - radius:z + radius + 1, y - radius:y + radius + 1, x - radius:x + radius + 1]
-        profile = np.bincount(shell, cube.ravel(), minlength=radius + 2)[:radius + 1] / counts
-        power = np.abs(np.fft.fftn(cube * window)) ** 2
-        spectrum = np.bincount(fshell, power.ravel(), minlength=radius + 2)[1:radius + 1] / fcounts
-        out[i] = np.concatenate([profile, np.log(spectrum + 1e-12)])
-    return out
+        raise SasiError(f"shape descriptors: a centre lies outside the volume of shape {tuple(volume.shape)}")
+    profile, spectrum, window = _shells(radius, volume.device)
+    offsets = torch.arange(-radius, radius + 1, device=volume.device)
+    out = []
+    for chunk in torch.as_tensor(centres, device=volume.device).split(batch):
+        z, y, x = (_reflect(chunk[:, a, None] + offsets, volume.shape[a]) for a in range(3))
+        cubes = volume[z[:, :, None, None], y[:, None, :, None], x[:, None, None, :]].double()
+        power = torch.fft.fftn(cubes * window, dim=(1, 2, 3)).abs() ** 2
+        out.append(torch.cat([cubes.flatten(1) @ profile, torch.log(power.flatten(1) @ spectrum + 1e-12)], 1))
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, 2 * radius + 1))
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,14 @@ class ShapeClassifier:
         shrunk = (1 - shrinkage) * cov + shrinkage * np.diag(np.diag(cov)) + 1e-6 * np.eye(len(cov))
         return cls(means, np.linalg.inv(shrunk))
 
+    def state(self) -> dict[str, np.ndarray]:
+        """What a checkpoint keeps (:meth:`from_state` restores it)."""
+        return {"means": self.means, "precision": self.precision}
+
+    @classmethod
+    def from_state(cls, state: dict) -> ShapeClassifier:
+        return cls(np.asarray(state["means"]), np.asarray(state["precision"]))
+
     def distances(self, descriptors: np.ndarray) -> np.ndarray:
         """``(n, classes)`` squared Mahalanobis distance of each descriptor to each class mean."""
         diff = descriptors[:, None, :] - self.means[None]
@@ -78,7 +101,7 @@ class ShapeClassifier:
         return self.distances(descriptors).argmin(1)
 
 
-def fit_on_particles(volume: np.ndarray, particles: pa.Table, classes: list[str], voxel_size: float) -> ShapeClassifier:
+def fit_on_particles(volume: np.ndarray | torch.Tensor, particles: pa.Table, classes: list[str], voxel_size: float) -> ShapeClassifier:
     """A :class:`ShapeClassifier` from the labelled ``particles`` of ``volume`` (z-scored), e.g. the few-shot set."""
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[c] for c in particles.column("label").to_pylist()])
@@ -86,7 +109,7 @@ def fit_on_particles(volume: np.ndarray, particles: pa.Table, classes: list[str]
                                len(classes))
 
 
-def reclassify(picks: pa.Table, volume: np.ndarray, model: ShapeClassifier, classes: list[str],
+def reclassify(picks: pa.Table, volume: np.ndarray | torch.Tensor, model: ShapeClassifier, classes: list[str],
                voxel_size: float) -> pa.Table:
     """``picks`` of ``volume`` (z-scored) with each ``label`` replaced by the class its shape says."""
     if picks.num_rows == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -9,7 +10,7 @@ import torch
 
 from sasi.config import from_dict
 from sasi.dataset import Dataset, load_dataset
-from sasi.detect import ParticleGeometry
+from sasi.detect import ParticleGeometry, ShapeClassifier
 from sasi.errors import SasiError
 from sasi.train.config import SasiConfig
 from sasi.scoring import SplitScores, detect_tomograms, score_picks
@@ -48,18 +49,38 @@ def load_checkpoint(folder: str | Path) -> tuple[SasiNet, SasiConfig, dict]:
     return net.eval(), config, state
 
 
-def checkpoint_detection(config: SasiConfig, state: dict) -> tuple[ParticleGeometry, float]:
-    """The particle geometry and score cut-off a checkpoint detects with (``detect.min_score``, else the one
-    chosen on the validation tomogram in training, else 0)."""
+@dataclass(frozen=True)
+class CheckpointDetection:
+    """How a checkpoint detects: its particle geometry, score cut-off and (when picks take their class from their
+    shape) the shape classifier."""
+
+    geometry: ParticleGeometry
+    min_score: float
+    shape: ShapeClassifier | None
+
+
+def checkpoint_detection(config: SasiConfig, state: dict) -> CheckpointDetection:
+    """The detection a checkpoint was calibrated for: ``detect.min_score``, else the cut-off chosen on the validation
+    tomogram in training, else 0; classes from shape when ``detect.class_source`` is ``shape``, or ``auto`` and shape
+    won on the validation tomogram (checkpoints without a classifier use the network's classes)."""
     radii = state.get("radii")
     if radii is None:  # checkpoints written before radii were saved: the training dataset's manifest
         radii = load_dataset(config.data.dataset).radii
     geometry = ParticleGeometry(list(state["classes"]), float(state["voxel_size"]), dict(radii),
                                 config.data.label_radius_scale)
+    calibration = state.get("calibration", {})
     min_score = config.detect.min_score
     if min_score is None:
-        min_score = float(state.get("calibration", {}).get("min_score", 0.0))
-    return geometry, min_score
+        min_score = float(calibration.get("min_score", 0.0))
+    source = config.detect.class_source
+    if source == "auto":
+        source = calibration.get("class_source", "network")
+    saved = state.get("shape_classifier")
+    if source == "shape" and saved is None:
+        raise SasiError("detect.class_source is shape but this checkpoint has no shape classifier (trained with "
+                        "class_source network or before classifiers were saved); use --set detect.class_source=network")
+    shape = ShapeClassifier.from_state(saved) if source == "shape" else None
+    return CheckpointDetection(geometry, min_score, shape)
 
 
 def score_checkpoint(checkpoint: str | Path, dataset: str | Path | Dataset | None = None, split: str = "test",
@@ -72,7 +93,7 @@ def score_checkpoint(checkpoint: str | Path, dataset: str | Path | Dataset | Non
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset or config.data.dataset)
     dev = resolve_device(device)
     names = ds.names(split)
-    geometry, min_score = checkpoint_detection(config, state)
-    picks = detect_tomograms(net.backbone.to(dev), ds, names, geometry, config.detect, device=dev,
-                             amp=config.train.amp, min_score=min_score)
-    return score_picks(ds, picks, names, split, min_score), picks
+    how = checkpoint_detection(config, state)
+    picks = detect_tomograms(net.backbone.to(dev), ds, names, how.geometry, config.detect, device=dev,
+                             amp=config.train.amp, min_score=how.min_score, shape=how.shape)
+    return score_picks(ds, picks, names, split, how.min_score), picks

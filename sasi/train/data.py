@@ -7,7 +7,9 @@ import numpy as np
 import torch
 
 from sasi.dataset import Dataset
-from sasi.detect import normalise
+from sasi.detect import ShapeClassifier, normalise
+from sasi.detect.shape import fit_on_particles
+from sasi.errors import SasiError
 from sasi.fewshot import label_volume, labelled_particles
 from sasi.train.config import SasiConfig
 from sasi.train.crops import window_centres
@@ -34,3 +36,16 @@ class TrainingData:
                                         dtype=torch.float32) for c in self.classes]
         self.centres = [c for c in self.centres if len(c)]
         self.windows = window_centres(self.shape, cfg.patch, cfg.patch // 2)
+        self.classifier = self._shape_classifier(config.detect.class_source, dataset.voxel_size)
+
+    def _shape_classifier(self, class_source: str, voxel_size: float) -> ShapeClassifier | None:
+        """Classes from shape, fitted on the labelled particles; ``auto`` without an example of every class falls
+        back to the network's classes (``shape`` says which class is missing)."""
+        if class_source == "network":
+            return None
+        try:
+            return fit_on_particles(self.volume, self.chosen, self.classes, voxel_size)
+        except SasiError:
+            if class_source == "shape":
+                raise
+            return None

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from sasi.config import to_dict
 from sasi.dataset import load_dataset
+from sasi.detect import normalise, reclassify
 from sasi.errors import SasiError
 from sasi.method.consistency import consistency_target
 from sasi.method.losses import SegmentationLoss
@@ -184,12 +185,25 @@ class Trainer(SelfSupervision):
         geometry = geometry_of(self.dataset, self.config.data.label_radius_scale)
         picks = detect_tomograms(self.net.backbone, self.dataset, [name], geometry, self.config.detect,
                                  device=self.device, amp=self.config.train.amp)
-        min_score = self.config.detect.min_score
-        if min_score is None:
-            min_score = choose_min_score(self.dataset, picks, [name])
-        self.calibration = {"min_score": min_score, "tomogram": name}
-        scores = score_picks(self.dataset, picks, [name], "val", min_score)
-        return {k: v for k, v in scores.metrics().items() if k.removeprefix("val_") in VALIDATION_METRICS}
+        sources = {"network": picks}
+        if self.data.classifier is not None:
+            sources["shape"] = reclassify(picks, normalise(self.dataset.tomogram(name).data), self.data.classifier,
+                                          geometry.classes, geometry.voxel_size)
+            if self.config.detect.class_source == "shape":
+                del sources["network"]
+        calibrated = {}
+        for source, found in sources.items():  # each class source at its own best cut-off
+            min_score = self.config.detect.min_score
+            if min_score is None:
+                min_score = choose_min_score(self.dataset, found, [name])
+            calibrated[source] = (min_score, score_picks(self.dataset, found, [name], "val", min_score))
+        source = max(calibrated, key=lambda s: calibrated[s][1].class_f1_pooled)  # ties: the network's
+        min_score, scores = calibrated[source]
+        self.calibration = {"min_score": min_score, "class_source": source, "tomogram": name}
+        out = {k: v for k, v in scores.metrics().items() if k.removeprefix("val_") in VALIDATION_METRICS}
+        if len(calibrated) > 1:
+            out |= {f"val_class_f1_{s}": calibrated[s][1].class_f1_pooled for s in calibrated}
+        return out
 
     def run(self) -> FitResult:
         from tqdm import tqdm
@@ -256,7 +270,8 @@ class Trainer(SelfSupervision):
                  "torch_rng": torch.get_rng_state(), "history": self.history,
                  "config": to_dict(self.config), "classes": self.data.classes,
                  "voxel_size": self.dataset.voxel_size, "radii": dict(self.dataset.radii),
-                 "calibration": self.calibration}
+                 "calibration": self.calibration,
+                 "shape_classifier": self.data.classifier.state() if self.data.classifier is not None else None}
         torch.save(state, folder / CHECKPOINT)
         return folder / CHECKPOINT
 
