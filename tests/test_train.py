@@ -215,8 +215,17 @@ def test_class_source_is_chosen_on_validation_and_kept_in_the_checkpoint(two_cla
         assert f1[chosen] == max(f1.values()) == final["val_class_f1"]
     else:
         assert chosen == "shape" and "val_class_f1_network" not in final
-    scores, _ = score_checkpoint(tmp_path, two_classes, "val", "cpu")  # the checkpoint detects as calibrated
+    scores, picks = score_checkpoint(tmp_path, two_classes, "val", "cpu")  # the checkpoint detects as calibrated
     assert scores.class_f1_pooled == pytest.approx(final["val_class_f1"])
+    if class_source == "shape":  # sasi predict: the same picks with the same classes
+        from sasi.io import read_particles
+
+        name = two_classes.names("val")[0]
+        run = _cli("predict", str(tmp_path), str(two_classes.root / name / "tomogram.mrc"), "--out",
+                   str(tmp_path / "p.parquet"), "--device", "cpu")
+        assert run.returncode == 0, run.stderr
+        predicted = read_particles(tmp_path / "p.parquet")
+        assert predicted.column("label").to_pylist() == picks.column("label").to_pylist()
     _, saved, state = load_checkpoint(tmp_path)
     assert state["shape_classifier"] is not None
     as_network = replace(saved, detect=replace(saved.detect, class_source="network"))

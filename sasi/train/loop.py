@@ -17,7 +17,7 @@ from torch import Tensor
 
 from sasi.config import to_dict
 from sasi.dataset import load_dataset
-from sasi.detect import normalise, reclassify
+from sasi.detect import normalise_on, reclassify
 from sasi.errors import SasiError
 from sasi.method.consistency import consistency_target
 from sasi.method.losses import SegmentationLoss
@@ -71,6 +71,9 @@ def use_fast_layout(net: torch.nn.Module, train: ScheduleConfig, device: torch.d
     if train.channels_last:
         net.to(memory_format=torch.channels_last_3d)
     torch.backends.cudnn.benchmark = train.cudnn_benchmark
+
+
+SHAPE_PICKS_PER_PARTICLE = 20  # auto: above this many picks per true particle, validation skips shape classes
 
 
 class Trainer(SelfSupervision):
@@ -186,9 +189,12 @@ class Trainer(SelfSupervision):
         picks = detect_tomograms(self.net.backbone, self.dataset, [name], geometry, self.config.detect,
                                  device=self.device, amp=self.config.train.amp)
         sources = {"network": picks}
-        if self.data.classifier is not None:
-            sources["shape"] = reclassify(picks, normalise(self.dataset.tomogram(name).data), self.data.classifier,
-                                          geometry.classes, geometry.voxel_size)
+        # shape descriptors cost ~1 ms per pick: an early network's flood of picks keeps its own classes under auto
+        flood = self.config.detect.class_source == "auto" and picks.num_rows > SHAPE_PICKS_PER_PARTICLE * max(
+            1, self.dataset.particles(name).num_rows)
+        if self.data.classifier is not None and not flood:
+            volume = normalise_on(self.dataset.tomogram(name).data, self.device)
+            sources["shape"] = reclassify(picks, volume, self.data.classifier, geometry.classes, geometry.voxel_size)
             if self.config.detect.class_source == "shape":
                 del sources["network"]
         calibrated = {}
