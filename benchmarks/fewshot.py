@@ -92,10 +92,12 @@ def train_and_score(job: dict) -> dict:
            "train_s": train_s, "modes": {}}
     val, test = ds.names("val"), ds.names("test")
 
-    def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test
-        cut = choose_min_score(ds, pa.concat_tables([picks[n] for n in val]), val)
+    def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test (and val's own class-aware F1)
+        val_picks = pa.concat_tables([picks[n] for n in val])
+        cut = choose_min_score(ds, val_picks, val)
         scores = score_picks(ds, pa.concat_tables([picks[n] for n in test]), test, "test", cut)
-        return {**{k: getattr(scores, k) for k in KEPT}, **centring(ds, picks, test, cut)}
+        return {**{k: getattr(scores, k) for k in KEPT}, **centring(ds, picks, test, cut),
+                "val_class_f1": score_picks(ds, val_picks, val, "val", cut).class_f1_pooled}
 
     shape = None
     if job.get("shape_modes"):  # the picks' classes from their shape (sasi.detect.shape), fitted on the labelled set
@@ -109,6 +111,10 @@ def train_and_score(job: dict) -> dict:
         if shape is not None and mode in job["shape_modes"]:
             out["modes"][f"{mode}+shape"] = scored({n: reclassify(p, volumes[n], shape, ds.classes, ds.voxel_size)
                                                     for n, p in picks.items()})
+            own, by_shape = out["modes"][mode], out["modes"][f"{mode}+shape"]
+            shape_wins = by_shape["val_class_f1"] > own["val_class_f1"]  # detect.class_source auto, as in training
+            out["modes"][f"{mode}+auto"] = {**(by_shape if shape_wins else own),
+                                            "class_source": "shape" if shape_wins else "network"}
     out["detect_s"] = time.perf_counter() - started
     return out
 
@@ -154,7 +160,8 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--modes", nargs="+", default=list(MODES))
     p.add_argument("--shape-modes", nargs="*", default=["foreground"],
-                   help="also score these modes' picks with classes from shape (MODE+shape; none: leave out)")
+                   help="also score these modes' picks with classes from shape (MODE+shape) and with the class source "
+                        "chosen on val as detect.class_source auto does (MODE+auto); none: leave out")
     p.add_argument("--iterations", type=int, default=4500)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--channels", nargs=3, type=int, default=[32, 48, 64])

@@ -69,7 +69,7 @@ def detection_summary(runs: list[dict], reference: str = "cc3d-per-class") -> di
         summary[mode]["per_method"] = {f"{row['method']} N={row['shots']}": row for row in summarise(runs, mode)}
     gains = []
     for mode in (m for m in modes if m != reference):
-        base = mode.removesuffix("+shape")  # classes from shape: against the same picks' own classes too
+        base = mode.split("+")[0]  # classes from shape or auto: against the same picks' own classes too
         for ref in [reference] + ([base] if base != mode else []):
             for metric in ("localisation_f1", "class_f1", "distance_f1"):
                 diffs = [r["modes"][mode][fields[metric]] - r["modes"][ref][fields[metric]] for r in runs
