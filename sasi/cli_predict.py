@@ -82,6 +82,8 @@ def predict(
     dev = resolve_device(device)
     use_fast_layout(net.to(dev), config.train, dev)
     how = checkpoint_detection(config, state)
+    console.print(f"classes from {'their shape' if how.shape is not None else 'the network'}, score cut-off "
+                  f"{how.min_score:.3g} (detect.class_source {config.detect.class_source}, detect.min_score)")
     settings = replace(config.detect, mode=mode) if mode else config.detect
     tables, shape = [], None
     for path, tomo_name in zip(tomograms, names):
