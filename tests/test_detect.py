@@ -185,6 +185,9 @@ def test_tiles_with_the_receptive_context_equal_one_whole_volume_pass():
     assert torch.allclose(maps.foreground.float(), foreground, atol=1e-3)
     seams = segment(net, volume, tile=112, margin=8)  # seams inside the receptive field differ
     assert not torch.allclose(seams.foreground.float(), foreground, atol=1e-3)
+    last = segment(net, volume, tile=112, channels_last=True)  # another memory layout, the same maths
+    assert torch.allclose(last.foreground.float(), foreground, atol=1e-3)
+    assert (last.labels == best).float().mean() > 0.999
 
 
 @pytest.mark.parametrize("size,tile,margin", [(512, 256, 36), (512, 320, 36), (92, 256, 36), (440, 80, 36), (200, 96, 8)])

@@ -85,12 +85,13 @@ class SegmentationMaps:
 
 @torch.no_grad()
 def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 256, margin: int | None = None,
-            device: torch.device | str = "cpu", amp: bool = False) -> SegmentationMaps:
+            device: torch.device | str = "cpu", amp: bool = False, channels_last: bool = False) -> SegmentationMaps:
     """Per-voxel :class:`SegmentationMaps` of a (normalised) volume, on ``device``.
 
     The volume (reflect-padded to a multiple of 4) is cut into balanced cubes of edge at most ``tile`` that
     overlap by ``2·margin``; each keeps its interior. With ``margin`` at least the network's receptive context
-    (the default, :func:`receptive_context`) the result is that of one whole-volume pass.
+    (the default, :func:`receptive_context`) the result is that of one whole-volume pass. ``channels_last``:
+    tiles (and the model's weights) in the ``channels_last_3d`` memory layout (same maths, other conv kernels).
     """
     device = torch.device(device)
     margin = receptive_context(model) if margin is None else margin
@@ -105,8 +106,10 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
     maps = SegmentationMaps.empty(full, device)
     was_training = model.training
     model.eval()
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     for corner in itertools.product(*(g[1] for g in grid)):
-        block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None]
+        block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None].contiguous(memory_format=layout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"), \
                 _cudnn_heuristics():
             logits = model(block)[0].float()
