@@ -17,7 +17,6 @@ largest tile the GPU's free memory holds (:func:`sasi.detect.memory.largest_tile
 from __future__ import annotations
 
 import argparse
-import itertools
 import tempfile
 import time
 from dataclasses import replace
@@ -30,6 +29,7 @@ from sasi.config import deep_update
 from sasi.dataset import load_dataset
 from sasi.detect import MODES, DetectConfig, ParticleGeometry, maps_to_particles, normalise_on, segment
 from sasi.detect.memory import largest_tile
+from sasi.detect.segment import max_tile_edge
 from sasi.io import read_mrc, write_mrc, write_particles
 from sasi.presets import preset_config
 from sasi.simulate import get_recipe
@@ -43,8 +43,7 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: torch.device, out: Path,
-             channels_last: bool) -> dict:
+def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: torch.device, out: Path) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stages, t = {}, _clock(device)
@@ -53,7 +52,7 @@ def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: tor
     stages["load"] = -t + (t := _clock(device))
     norm = normalise_on(volume, device, source=path)  # NaN/inf and constant volumes checked on the device
     stages["normalise"] = -t + (t := _clock(device))
-    maps = segment(net, norm, tile=tile, device=device, amp=device.type == "cuda", channels_last=channels_last)
+    maps = segment(net, norm, tile=tile, device=device, amp=device.type == "cuda")
     stages["network+stitch"] = -t + (t := _clock(device))
     picks = {}
     for mode in MODES:  # the picks stage of each detection mode, on the same maps
@@ -65,7 +64,7 @@ def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: tor
     stages["write"] = _clock(device) - t
     common = stages["load"] + stages["normalise"] + stages["network+stitch"] + stages["write"]
     peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
-    return {"tile": tile, "channels_last": channels_last, "peak_mem_gb": peak,
+    return {"tile": tile, "tile_used": min(tile, max_tile_edge(net)), "peak_mem_gb": peak,
             **stages, **{f"total_s:{m}": common + stages[f"picks:{m}"] for m in MODES},
             **{f"picks_{m}": picks[m].num_rows for m in MODES},
             "foreground_pct": 100 * float((maps.labels > 0).float().mean()), "labels": maps.labels}
@@ -76,8 +75,6 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--tiles", nargs="*", default=None, help="tile edges; 'auto': sasi predict's default (GPU)")
-    p.add_argument("--channels-last", nargs="*", type=int, default=[0], choices=[0, 1],
-                   help="layouts to time: 0 contiguous, 1 channels_last_3d (e.g. --channels-last 0 1)")
     p.add_argument("--iterations", type=int, default=None, help="training iterations before timing")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,10 +104,10 @@ def main() -> None:
         print(f"simulated a {size}³ tomogram in {time.perf_counter() - t0:.1f} s", flush=True)
         if auto:  # after the model is on the GPU, as in sasi predict
             tiles = sorted({*tiles, largest_tile(torch.cuda.mem_get_info(device)[0] / 1e9, (size,) * 3)})
-        for tile, layout in itertools.product(tiles, args.channels_last):  # margin: the network's receptive
-            try:  # context, so every tiling should equal one whole-volume pass
-                run_once(net, path, geometry, tile, device, Path(tmp), bool(layout))  # warm-up
-                row = run_once(net, path, geometry, tile, device, Path(tmp), bool(layout))
+        for tile in tiles:  # margin: the network's receptive context, so every tiling should equal one pass
+            try:
+                run_once(net, path, geometry, tile, device, Path(tmp))  # warm-up
+                row = run_once(net, path, geometry, tile, device, Path(tmp))
             except torch.OutOfMemoryError:
                 print(f"tile {tile}: out of GPU memory", flush=True)
                 continue
@@ -122,7 +119,7 @@ def main() -> None:
             write_results("inference", meta, rows)  # partial results survive a stopped run
     for r, lab in zip(rows, labels):  # against the largest tile: one whole-volume pass if it fitted
         r["agreement_pct"] = 100 * float((lab == labels[-1]).float().mean())
-    print_table(rows, {"tile": "d", "channels_last": "d", "peak_mem_gb": ".1f", "load": ".3f", "normalise": ".3f", "network+stitch": ".3f",
+    print_table(rows, {"tile": "d", "tile_used": "d", "peak_mem_gb": ".1f", "load": ".3f", "normalise": ".3f", "network+stitch": ".3f",
                        **{f"picks:{m}": ".3f" for m in MODES}, "write": ".3f", **{f"total_s:{m}": ".3f" for m in MODES},
                        **{f"picks_{m}": "d" for m in MODES}, "foreground_pct": ".2f", "agreement_pct": ".3f"})
     print(f"wrote {write_results('inference', meta, rows)}")

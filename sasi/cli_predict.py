@@ -62,7 +62,7 @@ def predict(
     mode: Annotated[Optional[str], typer.Option(help="Detection mode: foreground (one pick per particle) or cc3d-per-class (the paper's); default from the config.")] = None,
     set_: SetOption = None,
     name: Annotated[Optional[list[str]], typer.Option(help="Tomogram name in the picks, once per tomogram (default: the folder of <dataset>/<tomo>/tomogram.mrc, else the file name).")] = None,
-    tile: Annotated[str, typer.Option(help="Tile edge in voxels, or auto: on a GPU the largest tile that fits its free memory (fewer, less overlapping tiles), on CPU detect.tile.")] = "auto",
+    tile: Annotated[str, typer.Option(help="Tile edge in voxels, or auto: on a GPU the largest tile that fits its free memory (fewer, less overlapping tiles), on CPU detect.tile. Never above 296 (the U-Net's tensors must stay under 2^31 elements).")] = "auto",
 ) -> None:
     """Detect particles in tomograms with a trained model: segment → components → one pick per particle."""
     names = _predict_checks(tomograms, out, device, name, tile)

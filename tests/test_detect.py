@@ -1,5 +1,7 @@
 """Detection: tiled segmentation equals one whole-volume pass; components match cc3d; centroids are exact."""
 
+import importlib
+
 import cc3d
 import numpy as np
 import pytest
@@ -185,9 +187,20 @@ def test_tiles_with_the_receptive_context_equal_one_whole_volume_pass():
     assert torch.allclose(maps.foreground.float(), foreground, atol=1e-3)
     seams = segment(net, volume, tile=112, margin=8)  # seams inside the receptive field differ
     assert not torch.allclose(seams.foreground.float(), foreground, atol=1e-3)
-    last = segment(net, volume, tile=112, channels_last=True)  # another memory layout, the same maths
-    assert torch.allclose(last.foreground.float(), foreground, atol=1e-3)
-    assert (last.labels == best).float().mean() > 0.999
+
+
+def test_tiles_stay_within_the_index_limit_of_cudnn_convolutions(monkeypatch):
+    segment_module = importlib.import_module("sasi.detect.segment")  # the module, not sasi.detect's segment()
+    net = build_model("deepfinder", 3, channels=(4, 6, 8)).eval()
+    assert segment_module.widest_activation(net) == 10  # the 6 + 4 channels concatenated at full resolution
+    assert segment_module.max_tile_edge(build_model("deepfinder", 14)) == 296  # 80 channels: 296³·80 < 2³¹
+    monkeypatch.setattr(segment_module, "INDEX_LIMIT", 10 * 100**3)  # as if 100³ were the largest safe tile
+    blocks = []
+    net.register_forward_pre_hook(lambda module, args: blocks.append(args[0].shape[2:]))
+    volume = torch.randn(150, 101, 158)
+    maps = segment(net, volume, tile=512)  # asked for one whole-volume tile
+    assert max(max(b) for b in blocks[1:]) <= 100 and len(blocks) > 2  # blocks[0]: the 16³ probe
+    assert torch.equal(maps.labels, _whole_pass(net, volume)[0])
 
 
 @pytest.mark.parametrize("size,tile,margin", [(512, 256, 36), (512, 320, 36), (92, 256, 36), (440, 80, 36), (200, 96, 8)])

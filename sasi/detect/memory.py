@@ -4,6 +4,7 @@ Peak memory of :func:`~sasi.detect.segment.segment` per tile edge, measured with
 (512³ volume, 13 classes, bf16; ``benchmarks/results/README.md``): 2.5, 5.7, 9.1 and 19.6 GB at tiles 128, 192,
 256 and 320 (H100), 91 GB for the whole volume as one tile (H200, the speed issue's measurement). Bigger tiles
 overlap less (each keeps its interior only), so they compute fewer voxels: 2.42 s at 256 vs 2.11 s at 320 end to end.
+:func:`~sasi.detect.segment.segment` caps the tile at :func:`~sasi.detect.segment.max_tile_edge` whatever fits.
 """
 
 from __future__ import annotations

@@ -24,6 +24,34 @@ def receptive_context(model: torch.nn.Module) -> int:
     return int(getattr(model, "context", 36))
 
 
+INDEX_LIMIT = 2**31 - 1  # elements of one tensor: cuDNN's 3D convs return zeros above it (PyTorch issue 87354)
+
+
+def widest_activation(model: torch.nn.Module) -> float:
+    """Elements per input voxel of the largest tensor that a layer of ``model`` takes or makes (one 16³ pass)."""
+    sizes: list[int] = []
+
+    def record(module, inputs, output):
+        sizes.extend(t.numel() for t in (*inputs, output) if isinstance(t, torch.Tensor))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    param = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 16, 16, 16, device=param.device, dtype=param.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(sizes) / 16**3
+
+
+def max_tile_edge(model: torch.nn.Module) -> int:
+    """The largest tile edge (a multiple of 4) whose every tensor in ``model`` stays within :data:`INDEX_LIMIT`:
+    296 for the DeepFinder U-Net (80 channels where the full-resolution skip is concatenated)."""
+    return int((INDEX_LIMIT / widest_activation(model)) ** (1 / 3)) // 4 * 4
+
+
 def tile_starts(size: int, tile: int, margin: int) -> tuple[int, list[int]]:
     """(edge, starts) of balanced tiles covering ``size`` voxels (a multiple of 4), each at most ``tile``.
 
@@ -85,16 +113,17 @@ class SegmentationMaps:
 
 @torch.no_grad()
 def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: int = 256, margin: int | None = None,
-            device: torch.device | str = "cpu", amp: bool = False, channels_last: bool = False) -> SegmentationMaps:
+            device: torch.device | str = "cpu", amp: bool = False) -> SegmentationMaps:
     """Per-voxel :class:`SegmentationMaps` of a (normalised) volume, on ``device``.
 
     The volume (reflect-padded to a multiple of 4) is cut into balanced cubes of edge at most ``tile`` that
     overlap by ``2·margin``; each keeps its interior. With ``margin`` at least the network's receptive context
-    (the default, :func:`receptive_context`) the result is that of one whole-volume pass. ``channels_last``:
-    tiles (and the model's weights) in the ``channels_last_3d`` memory layout (same maths, other conv kernels).
+    (the default, :func:`receptive_context`) the result is that of one whole-volume pass. Tiles are never larger
+    than :func:`max_tile_edge`: beyond it a 512³ volume as one tile came out all background on an H200.
     """
     device = torch.device(device)
     margin = receptive_context(model) if margin is None else margin
+    tile = min(tile, max_tile_edge(model))
     vol = torch.as_tensor(volume, dtype=torch.float32).to(device)
     shape = vol.shape
     pad = [(-s) % 4 for s in shape]  # every tile (and the pooling grid) must be a multiple of 4
@@ -106,10 +135,8 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
     maps = SegmentationMaps.empty(full, device)
     was_training = model.training
     model.eval()
-    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model.to(memory_format=layout)
     for corner in itertools.product(*(g[1] for g in grid)):
-        block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None].contiguous(memory_format=layout)
+        block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"), \
                 _cudnn_heuristics():
             logits = model(block)[0].float()
