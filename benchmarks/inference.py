@@ -2,6 +2,7 @@
 
     python benchmarks/inference.py             # GPU: 512³, tiles 192/256/320 and auto (sasi predict's default)
     python benchmarks/inference.py --quick     # CPU smoke: 96³
+    python benchmarks/inference.py --tiles 320 auto --autotune 0 1   # GPU: cuDNN heuristics vs its autotuner
 
 The network is first trained briefly (preset df-cc3d on recipe shrec-like-fast-v1) so that its
 segmentation is as sparse as a real one; the tomogram is simulated with the same templates (SHREC
@@ -17,6 +18,9 @@ largest tile the GPU's free memory holds (:func:`sasi.detect.memory.largest_tile
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import itertools
 import tempfile
 import time
 from dataclasses import replace
@@ -70,11 +74,27 @@ def run_once(net, path: Path, geometry: ParticleGeometry, tile: int, device: tor
             "foreground_pct": 100 * float((maps.labels > 0).float().mean()), "labels": maps.labels}
 
 
+@contextlib.contextmanager
+def autotuned(on: bool):
+    """With ``on``: cuDNN benchmarks its algorithms for each tile shape (segment() normally turns that off because
+    FIND failed on large 3D tiles on an H100, perhaps the tiles beyond the index limit that are now capped)."""
+    segment_module = importlib.import_module("sasi.detect.segment")
+    guard, benchmark = segment_module._cudnn_heuristics, torch.backends.cudnn.benchmark
+    if on:
+        segment_module._cudnn_heuristics, torch.backends.cudnn.benchmark = contextlib.nullcontext, True
+    try:
+        yield
+    finally:
+        segment_module._cudnn_heuristics, torch.backends.cudnn.benchmark = guard, benchmark
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--tiles", nargs="*", default=None, help="tile edges; 'auto': sasi predict's default (GPU)")
+    p.add_argument("--autotune", nargs="*", type=int, default=[0], choices=[0, 1],
+                   help="1: time a run with cuDNN's autotuner on instead of segment()'s heuristics guard (GPU)")
     p.add_argument("--iterations", type=int, default=None, help="training iterations before timing")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,10 +124,11 @@ def main() -> None:
         print(f"simulated a {size}³ tomogram in {time.perf_counter() - t0:.1f} s", flush=True)
         if auto:  # after the model is on the GPU, as in sasi predict
             tiles = sorted({*tiles, largest_tile(torch.cuda.mem_get_info(device)[0] / 1e9, (size,) * 3)})
-        for tile in tiles:  # margin: the network's receptive context, so every tiling should equal one pass
-            try:
-                run_once(net, path, geometry, tile, device, Path(tmp))  # warm-up
-                row = run_once(net, path, geometry, tile, device, Path(tmp))
+        for tile, tune in itertools.product(tiles, args.autotune):  # margin: the network's receptive context, so
+            try:  # every tiling should equal one whole-volume pass
+                with autotuned(bool(tune)):
+                    run_once(net, path, geometry, tile, device, Path(tmp))  # warm-up (and the autotuning)
+                    row = {"autotune": bool(tune), **run_once(net, path, geometry, tile, device, Path(tmp))}
             except torch.OutOfMemoryError:
                 print(f"tile {tile}: out of GPU memory", flush=True)
                 continue
@@ -119,7 +140,7 @@ def main() -> None:
             write_results("inference", meta, rows)  # partial results survive a stopped run
     for r, lab in zip(rows, labels):  # against the largest tile: one whole-volume pass if it fitted
         r["agreement_pct"] = 100 * float((lab == labels[-1]).float().mean())
-    print_table(rows, {"tile": "d", "tile_used": "d", "peak_mem_gb": ".1f", "load": ".3f", "normalise": ".3f", "network+stitch": ".3f",
+    print_table(rows, {"tile": "d", "tile_used": "d", "autotune": "d", "peak_mem_gb": ".1f", "load": ".3f", "normalise": ".3f", "network+stitch": ".3f",
                        **{f"picks:{m}": ".3f" for m in MODES}, "write": ".3f", **{f"total_s:{m}": ".3f" for m in MODES},
                        **{f"picks_{m}": "d" for m in MODES}, "foreground_pct": ".2f", "agreement_pct": ".3f"})
     print(f"wrote {write_results('inference', meta, rows)}")
