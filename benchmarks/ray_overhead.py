@@ -6,8 +6,11 @@
            through ``TuneReportCallback`` (how ``sasi.platform.trial`` ran every trial before ``inline``)
     inline a Ray Tune function trial that trains in its own actor (``run_training(..., inline=True)``, no Train
            worker group: how ``sasi.platform.trial`` runs one-worker trials on local storage now)
+    search ``--repeats`` inline trials one after another in one Tuner, as a search runs them (Tune reuses the
+           trial's actor: imports and the CUDA context stay); each trial starts when the one before reported last
 
     python benchmarks/ray_overhead.py            # GPU: shrec-like-fast-v1, 2000 iterations, 2 repeats
+    python benchmarks/ray_overhead.py --ways bare inline search --repeats 3   # per-trial cost inside a search
     python benchmarks/ray_overhead.py --quick    # CPU check: tiny model, 40 iterations (~2 min)
 
 The dataset holds only a train tomogram, so the loop never validates: every way times training alone (reports
@@ -59,17 +62,21 @@ def tune_trial(params: dict, config, gpus: float, cpus: float, storage: str, log
 
     from sasi.platform.train import run_training
 
+    trial = tune.get_context().get_trial_id()
+
     def record(metrics: dict) -> None:
         tune.report(metrics)
         with open(log, "a") as f:
-            f.write(json.dumps({**metrics, "at": time.time()}, default=float) + "\n")
+            f.write(json.dumps({**metrics, "at": time.time(), "trial": trial}, default=float) + "\n")
 
     run_training(config, 1, gpus, storage, "tune-train", cpus_per_worker=cpus, inline=inline,
                  on_report=record if inline else None, callbacks=[TuneReportCallback(), Recorder(log)])
 
 
-def run_way(way: str, config, gpus: float, cpus: float, storage: Path) -> tuple[float, float, list[dict]]:
-    """(start, end, the loop's reports with their arrival time ``at``) of one run (times: ``time.time()``)."""
+def run_way(way: str, config, gpus: float, cpus: float, storage: Path,
+            trials: int = 1) -> list[tuple[float, float, list[dict]]]:
+    """Per run (``trials`` of them for ``search``): start, end and the loop's reports with their arrival time
+    ``at`` (times: ``time.time()``)."""
     log = storage / "reports.jsonl"
     started = time.time()
     if way == "bare":
@@ -77,7 +84,7 @@ def run_way(way: str, config, gpus: float, cpus: float, storage: Path) -> tuple[
 
         reports = []
         fit(config, Hooks(report=lambda metrics, _: reports.append({**metrics, "at": time.time()})), progress=False)
-        return started, time.time(), reports
+        return [(started, time.time(), reports)]
     if way == "train":
         from sasi.platform.train import run_training
 
@@ -88,14 +95,23 @@ def run_way(way: str, config, gpus: float, cpus: float, storage: Path) -> tuple[
         from sasi.platform.runtime import trial_resources
 
         trainable = tune.with_parameters(tune_trial, config=config, gpus=gpus, cpus=cpus, storage=str(storage),
-                                         log=str(log), inline=way == "inline")
-        resources = trial_resources(1, gpus, {"CPU": cpus}, inline=way == "inline").driver
+                                         log=str(log), inline=way != "tune")
+        resources = trial_resources(1, gpus, {"CPU": cpus}, inline=way != "tune").driver
         tuner = tune.Tuner(tune.with_resources(trainable, resources),
+                           tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=1, reuse_actors=True),
                            run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0))
         grid = tuner.fit()
         if grid.errors:
             raise grid.errors[0]
-    return started, time.time(), [json.loads(line) for line in log.read_text().splitlines()]
+    reports = [json.loads(line) for line in log.read_text().splitlines()]
+    if way != "search":
+        return [(started, time.time(), reports)]
+    ended, runs = time.time(), []
+    for trial in dict.fromkeys(r["trial"] for r in reports):  # in the order they ran
+        own = [r for r in reports if r["trial"] == trial]
+        runs.append((runs[-1][2][-1]["at"] if runs else started, own[-1]["at"], own))
+    runs[-1] = (runs[-1][0], ended, runs[-1][2])
+    return runs
 
 
 def measure(way: str, repeat: int, start: float, end: float, reports: list[dict], iterations: int) -> dict:
@@ -116,13 +132,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ways", nargs="+", default=["bare", "train", "tune", "inline"],
-                   choices=["bare", "train", "tune", "inline"])
+                   choices=["bare", "train", "tune", "inline", "search"])
     p.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs given to ray.init")
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--quick", action="store_true", help="CPU: tiny model, few iterations, 1 repeat")
     args = p.parse_args()
     if args.quick:
-        args.iterations, args.eval_every, args.batch, args.repeats, args.cpus = 40, 10, 2, 1, 2
+        args.iterations, args.eval_every, args.batch, args.cpus = 40, 10, 2, 2
+        args.repeats = 3 if "search" in args.ways else 1
     if args.iterations < 2 * args.eval_every:
         p.error("need --iterations >= 2 * --eval-every (two reports)")
 
@@ -142,15 +159,19 @@ def main() -> None:
     rows, ray_init_s = [], None
     for repeat in range(args.repeats):
         for way in args.ways:
+            if way == "search" and repeat:  # one search of --repeats trials, run with the first repeat
+                continue
             if way != "bare" and not ray.is_initialized():
                 t0 = time.perf_counter()
                 ray.init(address="local", num_cpus=args.cpus, num_gpus=int(gpus), include_dashboard=True,
                          log_to_driver=False)
                 ray_init_s = time.perf_counter() - t0
+            trials = args.repeats if way == "search" else 1
             with tempfile.TemporaryDirectory(prefix=f"sasi-ray-overhead-{way}-") as tmp:
-                rows.append(measure(way, repeat, *run_way(way, config, gpus, args.cpus_per_worker, Path(tmp)),
-                                    args.iterations))
-            print(f"{way:>5} #{repeat}: {rows[-1]['wall_s']:.1f} s, {rows[-1]['it_per_s']:.2f} it/s", flush=True)
+                runs = run_way(way, config, gpus, args.cpus_per_worker, Path(tmp), trials)
+            for k, run in enumerate(runs):
+                rows.append(measure(way, repeat + k, *run, args.iterations))
+                print(f"{way:>6} #{repeat + k}: {rows[-1]['wall_s']:.1f} s, {rows[-1]['it_per_s']:.2f} it/s", flush=True)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     bare = [r["it_per_s"] for r in rows if r["way"] == "bare"]

@@ -194,13 +194,13 @@ def test_tiles_stay_within_the_index_limit_of_cudnn_convolutions(monkeypatch):
     net = build_model("deepfinder", 3, channels=(4, 6, 8)).eval()
     assert segment_module.widest_activation(net) == 10  # the 6 + 4 channels concatenated at full resolution
     assert segment_module.max_tile_edge(build_model("deepfinder", 14)) == 296  # 80 channels: 296³·80 < 2³¹
-    monkeypatch.setattr(segment_module, "INDEX_LIMIT", 10 * 100**3)  # as if 100³ were the largest safe tile
+    monkeypatch.setattr(segment_module, "INDEX_LIMIT", 10 * 40**3)  # as if 40³ were the largest safe tile
     blocks = []
-    net.register_forward_pre_hook(lambda module, args: blocks.append(args[0].shape[2:]))
-    volume = torch.randn(150, 101, 158)
-    maps = segment(net, volume, tile=512)  # asked for one whole-volume tile
-    assert max(max(b) for b in blocks[1:]) <= 100 and len(blocks) > 2  # blocks[0]: the 16³ probe
-    assert torch.equal(maps.labels, _whole_pass(net, volume)[0])
+    net.register_forward_pre_hook(lambda module, args: blocks.append(tuple(args[0].shape[2:])))
+    volume = torch.randn(60, 52, 70)
+    maps = segment(net, volume, tile=512, margin=8)  # asked for one whole-volume tile
+    assert blocks[0] == (16, 16, 16) and len(blocks) > 2  # the probe, then the tiles
+    assert max(max(b) for b in blocks[1:]) == 40 and maps.labels.shape == volume.shape
 
 
 @pytest.mark.parametrize("size,tile,margin", [(512, 256, 36), (512, 320, 36), (92, 256, 36), (440, 80, 36), (200, 96, 8)])

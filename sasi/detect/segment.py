@@ -49,7 +49,10 @@ def widest_activation(model: torch.nn.Module) -> float:
 def max_tile_edge(model: torch.nn.Module) -> int:
     """The largest tile edge (a multiple of 4) whose every tensor in ``model`` stays within :data:`INDEX_LIMIT`:
     296 for the DeepFinder U-Net (80 channels where the full-resolution skip is concatenated)."""
-    return int((INDEX_LIMIT / widest_activation(model)) ** (1 / 3)) // 4 * 4
+    voxels = INDEX_LIMIT / widest_activation(model)
+    edge = round(voxels ** (1 / 3))
+    edge -= edge**3 > voxels  # the float cube root may be one off
+    return edge // 4 * 4
 
 
 def tile_starts(size: int, tile: int, margin: int) -> tuple[int, list[int]]:
