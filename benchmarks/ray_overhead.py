@@ -69,7 +69,7 @@ def tune_trial(params: dict, config, gpus: float, cpus: float, storage: str, log
         with open(log, "a") as f:
             f.write(json.dumps({**metrics, "at": time.time(), "trial": trial}, default=float) + "\n")
 
-    run_training(config, 1, gpus, storage, "tune-train", cpus_per_worker=cpus, inline=inline,
+    run_training(config, 1, gpus, storage, f"tune-train-{trial}", cpus_per_worker=cpus, inline=inline,
                  on_report=record if inline else None, callbacks=[TuneReportCallback(), Recorder(log)])
 
 
