@@ -84,3 +84,23 @@ def test_projection_head(in_features):
     assert z.shape == (3, 128)
     expected = head.linear(torch.relu(features.flatten(1)))
     torch.testing.assert_close(z, expected)
+
+
+def test_projection_pass_skips_the_decoder_and_changes_nothing():
+    """The SSL step without a consistency term asks for the projection alone: same values, same gradients."""
+    from sasi.train.network import SasiNet
+
+    torch.manual_seed(0)
+    net = SasiNet.build("deepfinder", 3, 24, 16, channels=(4, 6, 8))
+    x = torch.randn(4, 1, 24, 24, 24)
+    _, z = net(x, project=True)
+    z.square().sum().backward()
+    full = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+    decoded = []
+    net.backbone.dec1.register_forward_hook(lambda *args: decoded.append(1))
+    alone = net(x, project=True, segment=False)
+    alone.square().sum().backward()
+    assert torch.equal(alone, z) and not decoded
+    grads = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
+    assert grads.keys() == full.keys() and all(torch.equal(grads[n], full[n]) for n in full)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -174,7 +175,7 @@ def test_cuda_graphs_leave_the_losses_alone(pair, device):
         if mode == "step" and device == "cpu":
             trainer.step_graph = StepGraph(lambda d, t=trainer: t.supervised_update(d, t.model), trainer.device,
                                            warmup=1, capture=False)
-            trainer.ssl_graph = StepGraph(lambda d, t=trainer: t.ssl_update(d, lambda x: t.model(x, project=True)),
+            trainer.ssl_graph = StepGraph(lambda d, t=trainer: t.ssl_update(d, partial(t.model, project=True)),
                                           trainer.device, warmup=1, capture=False)
         runs[mode] = _losses(trainer, steps=4)  # 4 SSL, 4 consistency, 4 plain steps: warm-up, capture, replays
         if trainer.step_graph is not None:

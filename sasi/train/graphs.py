@@ -22,18 +22,19 @@ warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does
 
 
 class _Pass(nn.Module):
-    """One way of calling the network (logits, or logits and projection), as a module to graph."""
+    """One way of calling the network (logits, logits and projection, or projection), as a module to graph."""
 
-    def __init__(self, net: nn.Module, project: bool):
+    def __init__(self, net: nn.Module, project: bool, segment: bool):
         super().__init__()
-        self.net, self.project = net, project
+        self.net, self.project, self.segment = net, project, segment
 
     def forward(self, x: Tensor):
-        return self.net(x, project=True) if self.project else self.net(x)
+        return self.net(x, project=True, segment=self.segment) if self.project else self.net(x)
 
 
 class GraphedNetwork:
-    """Call like the network (``net(x)`` / ``net(x, project=True)``); each (shape, pass) is graphed on first use.
+    """Call like the network (``net(x)`` / ``net(x, project=True[, segment=False])``); each (shape, pass) is graphed
+    on first use.
 
     A step with the consistency branch (2×batch crops) and one without, and the SSL step, each get their own
     graphs; every pass has its own memory pool.
@@ -43,11 +44,11 @@ class GraphedNetwork:
         self.net = net
         self.passes: dict[tuple, nn.Module] = {}
 
-    def __call__(self, x: Tensor, project: bool = False):
-        key = (tuple(x.shape), x.dtype, project)
+    def __call__(self, x: Tensor, project: bool = False, segment: bool = True):
+        key = (tuple(x.shape), x.dtype, project, segment)
         if key not in self.passes:
             self.passes[key] = torch.cuda.make_graphed_callables(
-                _Pass(self.net, project), (x.detach().clone(),), allow_unused_input=True)
+                _Pass(self.net, project, segment), (x.detach().clone(),), allow_unused_input=True)
         return self.passes[key](x)
 
 

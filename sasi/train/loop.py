@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ class Trainer(SelfSupervision):
         self.step_graph = self.ssl_graph = None
         if whole_step:
             self.step_graph = StepGraph(lambda draw: self.supervised_update(draw, self.model), self.device)
-            self.ssl_graph = StepGraph(lambda draw: self.ssl_update(draw, lambda x: self.model(x, project=True)),
+            self.ssl_graph = StepGraph(lambda draw: self.ssl_update(draw, partial(self.model, project=True)),
                                        self.device)
         self.loss = SegmentationLoss.from_config(config.loss)
         self.step = 0
@@ -131,11 +132,11 @@ class Trainer(SelfSupervision):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not graphs,
                               enabled=self.config.train.amp and self.device.type == "cuda")
 
-    def forward(self, x: Tensor, project: bool = False):
-        """The training pass of the network (graphed when ``train.cuda_graphs`` applies)."""
+    def forward(self, x: Tensor, project: bool = False, segment: bool = True):
+        """The training pass of the network (graphed when ``train.cuda_graphs`` applies); see :class:`SasiNet`."""
         if self.graphed is not None:
-            return self.graphed(x, project)
-        return self.model(x, project=True) if project else self.model(x)
+            return self.graphed(x, project, segment)
+        return self.model(x, project=True, segment=segment) if project else self.model(x)
 
     def supervised_batch(self) -> tuple[Tensor, Tensor]:
         """One supervised batch (crops and labels, infill applied; no consistency term)."""

@@ -9,7 +9,8 @@ from sasi.model import ProjectionHead, build_model
 
 
 class SasiNet(nn.Module):
-    """``forward(x)`` → segmentation logits; ``forward(x, project=True)`` → ``(logits, projection)``."""
+    """``forward(x)`` → segmentation logits; ``forward(x, project=True)`` → ``(logits, projection)``;
+    ``forward(x, project=True, segment=False)`` → the projection alone (the decoder is not run)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
@@ -24,8 +25,10 @@ class SasiNet(nn.Module):
             e_dim = backbone.encode(torch.zeros(1, 1, patch, patch, patch)).flatten(1).shape[1]
         return cls(backbone, ProjectionHead(e_dim, projection_dim))
 
-    def forward(self, x: Tensor, project: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, project: bool = False, segment: bool = True) -> Tensor | tuple[Tensor, Tensor]:
         if not project:
             return self.backbone(x)
+        if not segment:
+            return self.head(self.backbone.encode(x))
         logits, features = self.backbone.forward_with_bottleneck(x)
         return logits, self.head(features)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -118,18 +119,19 @@ class SelfSupervision:
         if self.ssl_graph is not None:
             metrics = self.ssl_graph(consistency, draw)
         else:
-            metrics = self.ssl_update(draw.to(self.device), lambda x: self.forward(x, project=True))
+            metrics = self.ssl_update(draw.to(self.device), partial(self.forward, project=True))
         self.ssl_steps += 1
         self.ssl_running = {k: 0.9 * self.ssl_running.get(k, v) + 0.1 * v for k, v in metrics.items()}
         return metrics
 
-    def ssl_update(self, draw: SSLDraw, forward: Callable[[Tensor], tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-        """The device half of an SSL step: ``draw`` (on the device) → views → NT-Xent (+ consistency) → Adam step."""
+    def ssl_update(self, draw: SSLDraw, forward: Callable[..., Tensor | tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+        """The device half of an SSL step: ``draw`` (on the device) → views → NT-Xent (+ consistency) → Adam step.
+        ``forward(x, segment=...)``: the network's projection pass; the decoder runs only for the consistency term."""
         (v1, v2), t = self._build_ssl(draw)
         b = v1.shape[0]
         x = torch.cat([v1, v2] + ([t.apply(v1)] if t is not None else []))
         with self._amp():
-            logits, z = forward(x)
+            logits, z = forward(x, segment=True) if t is not None else (None, forward(x, segment=False))
         z1, z2 = z[:b].float(), z[b:2 * b].float()
         loss = nt_xent(z1, z2, self.config.pretrain.contrastive.temperature)
         metrics = {"ssl_contrastive": loss, "ssl_top1": retrieval_accuracy(z1, z2)}
