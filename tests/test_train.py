@@ -235,3 +235,18 @@ def test_class_source_is_chosen_on_validation_and_kept_in_the_checkpoint(two_cla
     as_shape = replace(saved, detect=replace(saved.detect, class_source="shape"))
     with pytest.raises(SasiError, match="no shape classifier"):
         checkpoint_detection(as_shape, state)
+
+
+def test_a_batch_beyond_the_index_limit_is_a_clear_error():
+    from dataclasses import replace
+
+    from sasi.errors import SasiError
+    from sasi.model import build_model
+    from sasi.train.config import SasiConfig
+    from sasi.train.loop import check_batch_size
+
+    backbone, config = build_model("deepfinder", 4), SasiConfig()
+    check_batch_size(backbone, config)  # the defaults are far below
+    big = replace(config, train=replace(config.train, batch_size=128), data=replace(config.data, patch=64))
+    with pytest.raises(SasiError, match=r"256 crops of 64³ voxels .* more than 2³¹"):
+        check_batch_size(backbone, big)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from sasi.errors import SasiError
+from sasi.model.limits import INDEX_LIMIT, widest_activation
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:
@@ -22,28 +23,6 @@ def normalise(volume: np.ndarray) -> np.ndarray:
 def receptive_context(model: torch.nn.Module) -> int:
     """Input voxels on either side that one output voxel depends on (``model.context``; 36 if it has none)."""
     return int(getattr(model, "context", 36))
-
-
-INDEX_LIMIT = 2**31 - 1  # elements of one tensor: cuDNN's 3D convs return zeros above it (PyTorch issue 87354)
-
-
-def widest_activation(model: torch.nn.Module) -> float:
-    """Elements per input voxel of the largest tensor that a layer of ``model`` takes or makes (one 16³ pass)."""
-    sizes: list[int] = []
-
-    def record(module, inputs, output):
-        sizes.extend(t.numel() for t in (*inputs, output) if isinstance(t, torch.Tensor))
-
-    leaves = [m for m in model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(record) for m in leaves]
-    param = next(model.parameters())
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, 16, 16, 16, device=param.device, dtype=param.dtype))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return max(sizes) / 16**3
 
 
 def max_tile_edge(model: torch.nn.Module) -> int:

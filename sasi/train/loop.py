@@ -23,6 +23,7 @@ from sasi.errors import SasiError
 from sasi.method.consistency import consistency_target
 from sasi.method.losses import SegmentationLoss
 from sasi.metrics import VALIDATION_METRICS
+from sasi.model.limits import INDEX_LIMIT, widest_activation
 from sasi.scoring import choose_min_score, detect_tomograms, geometry_of, score_picks
 from sasi.train.checkpoint import CHECKPOINT, resolve_device
 from sasi.train.config import SasiConfig, ScheduleConfig
@@ -77,6 +78,17 @@ def use_fast_layout(net: torch.nn.Module, train: ScheduleConfig, device: torch.d
 SHAPE_PICKS_PER_PARTICLE = 20  # auto: above this many picks per true particle, validation skips shape classes
 
 
+def check_batch_size(backbone: torch.nn.Module, config: SasiConfig) -> None:
+    """A clear error where the largest batch the loop forwards (crops and their transformed copies, or three SSL
+    views) would put more than :data:`INDEX_LIMIT` elements into one of the network's tensors."""
+    crops = max(2 * config.train.batch_size, 3 * config.pretrain.batch_size)
+    elements = crops * config.data.patch**3 * widest_activation(backbone)
+    if elements > INDEX_LIMIT:
+        raise SasiError(f"{crops} crops of {config.data.patch}³ voxels (train.batch_size, pretrain.batch_size, "
+                        f"data.patch) put {elements:.3g} elements into one tensor, more than 2³¹: cuDNN's 3D "
+                        f"convolutions return zeros there; lower the batch size or the patch")
+
+
 class Trainer(SelfSupervision):
     """One SaSi run: builds everything from the config, then :meth:`run` trains it."""
 
@@ -100,6 +112,7 @@ class Trainer(SelfSupervision):
         net = SasiNet.build(config.model.name, self.n_classes, config.data.patch,
                             config.pretrain.contrastive.projection_dim, config.model.channels).to(self.device)
         self.net = net
+        check_batch_size(net.backbone, config)
         cuda = self.device.type == "cuda"
         use_fast_layout(net, config.train, self.device)
         self.model = self.hooks.prepare_model(net)
