@@ -72,6 +72,7 @@ def predict(
     from dataclasses import replace
 
     from sasi.detect import maps_to_particles, normalise_on, reclassify, segment
+    from sasi.detect.segment import max_tile_edge
     from sasi.io import read_mrc, write_particles
     from sasi.io.mrc import check_tomogram
     from sasi.train.checkpoint import checkpoint_detection, load_checkpoint, resolve_device
@@ -91,13 +92,13 @@ def predict(
         tomo = read_mrc(path, mmap=True, allow_nan=True, expect_voxel_size=state["voxel_size"])
         check_tomogram(tomo, config.data.patch, path, values=False)
         shape = tomo.shape
-        edge = _tile(tile, settings.tile, shape, dev)
+        edge = min(_tile(tile, settings.tile, shape, dev), max_tile_edge(net.backbone))
         volume = normalise_on(tomo.data, dev, source=path)
         maps = segment(net.backbone.to(dev), volume, tile=edge, margin=settings.margin, device=dev, amp=config.train.amp)
         found = maps_to_particles(maps, how.geometry, tomo_name, replace(settings, tile=edge), how.min_score).particles
         if how.shape is not None:  # classes from the particles' shape (detect.class_source)
             found = reclassify(found, volume, how.shape, how.geometry.classes, how.geometry.voxel_size)
         tables.append(found)
-        console.print(f"{path}: {found.num_rows} particles")
+        console.print(f"{path}: {found.num_rows} particles (network tiles of at most {edge}³ voxels)")
     write_particles(pa.concat_tables(tables), out, voxel_size=state["voxel_size"], shape_zyx=shape)
     console.print(f"[green]wrote[/] {out}")

@@ -70,6 +70,7 @@ def test_predict_cli(globes, trained, tmp_path):
     run = _cli("predict", str(folder), str(tomo), "--out", str(out))
     assert run.returncode == 0, run.stderr
     assert out.exists() and "particles" in run.stdout
+    assert "tiles of at most 256³" in run.stdout.replace("\n", " ")  # detect.tile on CPU, under the cap of 296
 
 
 def test_predict_bad_inputs_one_line(globes, trained, tmp_path):
