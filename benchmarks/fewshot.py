@@ -8,7 +8,7 @@ detection mode from one segmentation pass, so modes compare on the same checkpoi
         --shots 10 --seeds 0 1 2 3 4 --parallel 8 --set train.cuda_graphs=true   # a suite's variants
 
 Runs are appended to ``<out>.runs.jsonl`` as they finish and skipped when already there (same method, N, seed,
-iterations, precision), so an interrupted benchmark resumes. Writes ``--out`` (rows and paired differences per
+iterations, precision, data seed), so an interrupted benchmark resumes. Writes ``--out`` (rows and paired differences per
 method and N, detection mode ``foreground``), ``--detection-out`` (every mode on the same checkpoints) and an
 F1-vs-N PNG. Scores are pooled over the test tomograms' particles; ``*_mean`` are means over tomograms (the
 paper's T6−9 columns).
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot_report import detection_summary, paired, plot, summarise  # noqa: E402
 
 MODES = ("foreground", "cc3d-per-class")
-RUN_KEYS = ("method", "precision", "shots", "seed", "iterations")
+RUN_KEYS = ("method", "precision", "shots", "seed", "iterations", "data_seed")
+KEY_DEFAULTS = {"precision": "fast", "data_seed": 0}  # runs recorded before these keys existed
 KEPT = ("class_f1_pooled", "localisation_f1_pooled", "distance_f1_pooled", "class_f1_mean", "localisation_f1_mean",
         "class_f1_macro", "picks", "truth", "picks_per_truth", "duplicate_fraction", "wrong_class_fraction",
         "background_fraction", "outside_fraction", "min_score", "class_f1_per_class")
@@ -45,7 +46,7 @@ def pin_gpu(counter, gpus: int) -> None:
 
 
 def key(run: dict) -> tuple:
-    return tuple(run.get(k, "fast" if k == "precision" else None) for k in RUN_KEYS)
+    return tuple(run.get(k, KEY_DEFAULTS.get(k)) for k in RUN_KEYS)
 
 
 def one_run(job: dict) -> dict:
@@ -149,6 +150,9 @@ def centring(ds, picks: dict, names: list[str], cut: float) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="shrec-like-v1")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="simulation seed of the dataset: another seed is fresh data (new tomograms and particles) for "
+                        "testing a choice made on seed 0's results")
     p.add_argument("--data", default="/tmp/sasi-bench", help="where generated data lives (outside the repo)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="presets (sasi/presets.py) or, with --suite, its variants (default: df-cc3d sasi-star / all)")
@@ -182,8 +186,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".runs.jsonl")
     runs = {key(r): r for path in [*args.runs, log] if Path(path).exists()
-            for r in map(json.loads, Path(path).read_text().splitlines()) if "error" not in r}
-    meta = {"recipe": args.recipe, "iterations": args.iterations, "batch": args.batch, "channels": args.channels,
+            for r in map(json.loads, Path(path).read_text().splitlines())
+            if "error" not in r and r.get("data_seed", 0) == args.data_seed}  # one dataset per report
+    meta = {"recipe": args.recipe, "data_seed": args.data_seed, "iterations": args.iterations, "batch": args.batch,
+            "channels": args.channels,
             "date": datetime.date.today().isoformat(), **({"note": args.note} if args.note else {})}
     if not args.report_only:
         meta |= run_missing(args, runs, log)
@@ -196,7 +202,7 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
 
     from sasi.simulate import get_recipe, simulate_dataset
 
-    data = Path(args.data) / args.recipe
+    data = Path(args.data) / (args.recipe + (f"-seed{args.data_seed}" if args.data_seed else ""))
     if not (data / "dataset.yaml").exists():
         from _common import dev_templates
 
@@ -205,8 +211,8 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
         dev_templates()  # exports $SASI_TEMPLATES for recipes built on polnet maps; built-in ones keep theirs
         recipe = get_recipe(args.recipe)
         t0 = time.perf_counter()
-        simulate_dataset(data, recipe.simulation, recipe.splits, seed=0, recipe=recipe.name, progress=False,
-                         workers=default_workers())
+        simulate_dataset(data, recipe.simulation, recipe.splits, seed=args.data_seed, recipe=recipe.name,
+                         progress=False, workers=default_workers())
         print(f"simulated {args.recipe} in {time.perf_counter() - t0:.1f} s", flush=True)
     threads = max(1, (mp.cpu_count() or 2) // args.parallel)
     methods = method_variants(args.suite, args.methods)
@@ -214,6 +220,7 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
 
     extra = parse_assignments(args.set)
     jobs = [{"method": m, "preset": preset, "overrides": overrides, "set": extra, "shots": n, "seed": s,
+             "data_seed": args.data_seed,
              "dataset": str(data), "iterations": args.iterations, "batch": args.batch, "channels": args.channels,
              "threads": threads, "precision": args.precision, "modes": args.modes, "shape_modes": args.shape_modes}
             for m, (preset, overrides) in methods.items() for n in args.shots for s in args.seeds]  # a method's seeds together
