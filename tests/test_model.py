@@ -104,3 +104,13 @@ def test_projection_pass_skips_the_decoder_and_changes_nothing():
     assert torch.equal(alone, z) and not decoded
     grads = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
     assert grads.keys() == full.keys() and all(torch.equal(grads[n], full[n]) for n in full)
+
+
+def test_logits_of_a_kept_region_equal_the_whole_pass_there():
+    torch.manual_seed(0)
+    net = build_model("deepfinder", 3, channels=(4, 6, 8)).eval()
+    x = torch.randn(1, 1, 48, 40, 56)
+    keep = (slice(8, 40), slice(0, 24), slice(20, 56))  # inside, at the low edge, at the high edge
+    with torch.no_grad():
+        whole, region = net(x)[(..., *keep)], net(x, keep=keep)
+    assert region.shape == whole.shape and torch.allclose(region, whole, atol=1e-5)

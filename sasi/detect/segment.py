@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from contextlib import contextmanager
@@ -117,18 +118,20 @@ def segment(model: torch.nn.Module, volume: np.ndarray | torch.Tensor, *, tile: 
     maps = SegmentationMaps.empty(full, device)
     was_training = model.training
     model.eval()
+    # a model that can decode only the kept interior (DeepFinderUNet: its ends must be on the pooling grid)
+    interior_only = "keep" in inspect.signature(model.forward).parameters and margin % 4 == 0
     for corner in itertools.product(*(g[1] for g in grid)):
         block = vol[tuple(slice(c, c + e) for c, e in zip(corner, edges))][None, None]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"), \
-                _cudnn_heuristics():
-            logits = model(block)[0].float()
         src, dst = [], []
         for start, e, s in zip(corner, edges, full):
             lo = 0 if start == 0 else margin
             hi = e if start + e >= s else e - margin
             src.append(slice(lo, hi))
             dst.append(slice(start + lo, start + hi))
-        maps.put(tuple(dst), torch.softmax(logits[(slice(None), *src)], dim=0))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"), \
+                _cudnn_heuristics():
+            logits = model(block, keep=tuple(src)) if interior_only else model(block)[(..., *src)]
+        maps.put(tuple(dst), torch.softmax(logits[0].float(), dim=0))
     model.train(was_training)
     return maps.crop(tuple(slice(0, s) for s in shape))
 

@@ -34,6 +34,9 @@ def _stack(c_in: int, c_out: int, n: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+HALO = 4  # voxels around a kept region: the k2 conv and two 3×3×3 convs reach 3; even, for the half-res grid
+
+
 @register_model("deepfinder")
 class DeepFinderUNet(nn.Module):
     """DeepFinder 3D U-Net returning logits (apply softmax outside).
@@ -84,9 +87,20 @@ class DeepFinderUNet(nn.Module):
         """Bottleneck features ``(B, 64, D/4, H/4, W/4)``."""
         return self._encode(x)[0]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits ``(B, n_classes, D, H, W)``."""
-        return self.forward_with_bottleneck(x)[0]
+    def forward(self, x: Tensor, keep: tuple[slice, slice, slice] | None = None) -> Tensor:
+        """Logits ``(B, n_classes, D, H, W)``; with ``keep`` (per axis a slice whose ends are multiples of 4) only
+        that region's logits: the full-resolution decoder runs on it plus a halo of :data:`HALO` voxels, which gives
+        the same values with fewer voxels computed (tiled inference keeps each tile's interior only)."""
+        if keep is None:
+            return self.forward_with_bottleneck(x)[0]
+        b, s1, s2 = self._encode(x)
+        d2 = self.dec2(torch.cat([self.up2(self.up(b)), s2], dim=1))
+        lo = [max(k.start - HALO, 0) for k in keep]
+        hi = [min(k.stop + HALO, n) for k, n in zip(keep, x.shape[2:])]
+        half = tuple(slice(a // 2, z // 2) for a, z in zip(lo, hi))
+        full = tuple(slice(a, z) for a, z in zip(lo, hi))
+        d1 = self.dec1(torch.cat([self.up1(self.up(d2[(..., *half)])), s1[(..., *full)]], dim=1))
+        return self.head(d1[(..., *(slice(k.start - a, k.stop - a) for k, a in zip(keep, lo)))])
 
     def forward_with_bottleneck(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Logits and bottleneck features from one pass (contrastive + segmentation steps)."""
