@@ -4,6 +4,7 @@
     python benchmarks/train_step.py --quick    # CPU smoke
     python benchmarks/train_step.py --tag graph-step --no-profile \
         --modes bf16+channels_last+cudnn_benchmark+cuda_graphs bf16+channels_last+cudnn_benchmark+cuda_graphs+graph_step
+    python benchmarks/train_step.py --preset sasi-star --tag sasi-star   # SSL steps without the consistency term
 
 Supervised step = class-balanced rotated crops + volume infill + consistency branch (f(x) and f(T(x)) in one
 pass, so 2×batch crops) + Dice/Focal + Adam; contrastive step = two infill views of unlabelled windows (+ the
@@ -74,7 +75,7 @@ def _flops(step, graphed: bool) -> float | None:
     return counter.get_total_flops()
 
 
-def profile(dataset: str, mode: str, steps: int = 20) -> dict:
+def profile(dataset: str, mode: str, preset: str, steps: int = 20) -> dict:
     """Where one consistency step's time goes: device busy time vs wall time, and the top kernels."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -82,7 +83,7 @@ def profile(dataset: str, mode: str, steps: int = 20) -> dict:
     train, tf32 = MODES[mode]
     sasi.transfer.NON_BLOCKING = "blocking copies" not in mode
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    config = preset_config("sasi", {"data": {"dataset": dataset, "shots": 5}, "train": {"iterations": 10**9, **train}})
+    config = preset_config(preset, {"data": {"dataset": dataset, "shots": 5}, "train": {"iterations": 10**9, **train}})
     trainer = Trainer(config, progress=False)
     for _ in range(25):
         trainer.supervised_step()
@@ -106,7 +107,7 @@ def profile(dataset: str, mode: str, steps: int = 20) -> dict:
             "top_kernels": kernels}
 
 
-def graph_equivalence(dataset: str, steps: int = 10) -> dict:
+def graph_equivalence(dataset: str, preset: str, steps: int = 10) -> dict:
     """Same seed, eager vs CUDA graphs of the network passes vs the whole supervised step as one graph: the
     losses of ``steps`` SSL, consistency and plain supervised steps.
 
@@ -117,7 +118,7 @@ def graph_equivalence(dataset: str, steps: int = 10) -> dict:
     losses = {}
     for mode, graphs in {"eager": {"cuda_graphs": False}, "graphs": {"cuda_graphs": True},
                          "graph_step": {"cuda_graphs": True, "graph_step": True}}.items():
-        config = preset_config("sasi", {"data": {"dataset": dataset, "shots": 5}, "train": {
+        config = preset_config(preset, {"data": {"dataset": dataset, "shots": 5}, "train": {
             "iterations": 2 * steps, "amp": True, "channels_last": True, "cudnn_benchmark": False, **graphs}})
         trainer, out = Trainer(config, progress=False), []
         for _ in range(steps):
@@ -135,13 +136,13 @@ def graph_equivalence(dataset: str, steps: int = 10) -> dict:
     return result
 
 
-def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: float) -> dict:
+def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: float, preset: str) -> dict:
     train, tf32 = MODES[mode]
     sasi.transfer.NON_BLOCKING = "blocking copies" not in mode  # host→device copies without a stream sync
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     overrides = {"data": {"dataset": dataset, "shots": 5}, "pretrain": {"batch_size": batch},
                  "train": {"iterations": 10**9, "batch_size": batch, **train}}
-    config = preset_config("sasi", deep_update(overrides, TINY) if quick else overrides)
+    config = preset_config(preset, deep_update(overrides, TINY) if quick else overrides)
     trainer = Trainer(config, progress=False)
     host_every = config.train.log_every
     row = {"mode": mode, "batch": batch}
@@ -177,22 +178,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--no-profile", action="store_true", help="skip the kernel profile of the best mode")
+    p.add_argument("--preset", default="sasi", help="sasi: SSL steps carry the consistency term; sasi-star: not")
     p.add_argument("--tag", default=None, help="results/train_step-<tag>-<device>.json (keeps earlier runs' files)")
     args = p.parse_args()
     quick = args.quick or not torch.cuda.is_available()
     dataset = train_only_dataset("shrec-like-fast-v1")
     steps = args.steps or (3 if quick else 200)
     modes = args.modes or (["fp32", "bf16"] if quick else list(MODES))
-    rows = [measure(dataset, m, 16, steps, quick, args.peak_tflops) for m in modes]
+    rows = [measure(dataset, m, 16, steps, quick, args.peak_tflops, args.preset) for m in modes]
     best = max(rows, key=lambda r: r["consistency_it_s"])["mode"]
     for b in args.batches if args.batches is not None else ([] if quick else [32, 64]):
-        rows.append(measure(dataset, best, b, steps, quick, args.peak_tflops))
+        rows.append(measure(dataset, best, b, steps, quick, args.peak_tflops, args.preset))
     print_table(rows, {"mode": "s", "batch": "d", "consistency_it_s": ".1f", "supervised_it_s": ".1f",
                        "ssl_it_s": ".1f", "samples_s": ".0f", "consistency_tflops": ".2f",
                        "consistency_peak_pct": ".2f", "consistency_mem_gb": ".2f", "paper_trial_min": ".1f"})
-    prof = profile(dataset, best) if torch.cuda.is_available() and not args.no_profile else None
-    same = graph_equivalence(dataset) if torch.cuda.is_available() else None
-    out = write_results(f"train_step-{args.tag}" if args.tag else "train_step", {"recipe": "shrec-like-fast-v1", "preset": "sasi", "shots": 5, "patch": 24,
+    prof = profile(dataset, best, args.preset) if torch.cuda.is_available() and not args.no_profile else None
+    same = graph_equivalence(dataset, args.preset) if torch.cuda.is_available() else None
+    out = write_results(f"train_step-{args.tag}" if args.tag else "train_step", {"recipe": "shrec-like-fast-v1", "preset": args.preset, "shots": 5, "patch": 24,
                                        "steps": steps, "peak_tflops": args.peak_tflops, "quick": quick,
                                        "paper_budget": PAPER}, rows, best_mode=best, profile=prof,
                         graphs_vs_eager=same)
