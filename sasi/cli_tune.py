@@ -86,4 +86,5 @@ def tune(
             shown += f", paired gain {study['paired_gain_vs_df']:+.3f} ± {study.get('paired_ci95') or 0:.3f}"
         console.print(f"[green]{study['method']} N={study['shots']}[/] best val F1 {study.get('best_val_f1')} "
                       f"{shown} with {study.get('best_config')}", highlight=False)
-    console.print(f"results: {out.path}" + (f" · report: {out.report}" if out.report else ""))
+    console.print(f"results: {out.path}" + (f" · summary: {out.summary_file}" if out.summary_file else "")
+                  + (f" · report: {out.report}" if out.report else ""))

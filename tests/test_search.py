@@ -72,6 +72,7 @@ def test_search_per_shot_count_with_failed_trial_and_confirmation(ray_session, d
     assert result.exit_code == 0, result.output + repr(result.exception)
 
     summary = json.loads((storage / "tiny-core" / "search.json").read_text())
+    assert f"summary:{storage / 'tiny-core' / 'search.json'}" in "".join(result.output.split())  # the file to keep
     studies = {(s["method"], s["shots"]): s for s in summary["studies"]}
     assert set(studies) == {(m, n) for m in ("tiny-core", "df-tiny") for n in SHOTS}
     for n in SHOTS:
@@ -147,6 +148,7 @@ def test_search_in_parts_warm_starts_from_the_earlier_part(ray_session, data, tm
     assert len([r for r in runs if r.data.tags.get("sasi.phase") == "search"]) == 1  # only the new trial ran here
     third = part("part3", 2, "--warm-start", str(tmp_path / "part2"))
     assert third["trials"] == 2 and third["warm_started"] == 2 and third["best_config"] == second["best_config"]
+    assert "the search summary only" in (tmp_path / "part3" / "parts" / "report" / "report.md").read_text()
     late = part("late", 4, "--warm-start", str(tmp_path / "part2"), "--start-within", "0.001")
     assert late["trials"] == 2 and late["best_config"] == second["best_config"]  # past its start deadline: none started
     result = CliRunner().invoke(app, _expand_lists(["tune", str(space), "--shots", "1", "--trials", "1",

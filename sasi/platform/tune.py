@@ -117,6 +117,7 @@ class SearchOutcome:
     report: Path | None = None  # report.html (local storage, when it could be written)
     studies: list[StudyOutcome] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)  # what search.json holds
+    summary_file: Path | None = None  # <storage>/<space>/search.json (local storage): every study, both methods
 
 
 def trial_frame(grid, space: SearchSpace, study: Study) -> pd.DataFrame:
@@ -285,7 +286,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
             confirmation.confirm(summary, confirm, ctx, baseline=getattr(baseline, "name", None)
                                  or confirmation.baseline_name(baseline))
         frame = pd.concat([o.frame for o in outcomes], ignore_index=True)
-        confirmation.write_summary(summary, f"{storage.rstrip('/')}/{space.name}", uri, parent)
+        summary_file = confirmation.write_summary(summary, f"{storage.rstrip('/')}/{space.name}", uri, parent)
         if baseline_space is not None:
             own = {**summary, "name": baseline_space.name,
                    "studies": [s for s in summary["studies"] if s["method"] == baseline_space.name]}
@@ -296,7 +297,7 @@ def run_search(space: SearchSpace, trials: int, gpus_per_trial: float, scheduler
     report = publish_quietly(parent, uri, storage, space.name)
     first = outcomes[0]
     return SearchOutcome(first.best_config or {}, first.best_metrics, frame, outcomes[0].study.path, report,
-                         outcomes, summary)
+                         outcomes, summary, summary_file)
 
 
 def _first_error(outcomes: list[StudyOutcome]) -> str:

@@ -190,6 +190,9 @@ def load(target: str | os.PathLike, tracking_uri: str | None = None, suite: str 
         if results is not None and trials:
             notes.append("results.parquet has no variant/shots/seed columns (a search?): table from the runs")
         results = frame_from_trials(trials) if trials else results
+    if results is None and search is not None:  # every trial came from an earlier part (--warm-start)
+        notes.append("no trials ran in this part: the search summary only")
+        results = pd.DataFrame(columns=list(GRID))
     if results is None:
         raise SasiError("found no trials (no results.parquet and no child runs)", target)
     data = SuiteData(name, target, results, trials, uri, notes=notes, images=search_images, search=search)
