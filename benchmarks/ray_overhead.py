@@ -17,7 +17,8 @@ The dataset holds only a train tomogram, so the loop never validates: every way 
 every ``--eval-every`` iterations, a checkpoint at the end). Per way: wall time from the call to its return
 (Ray's own start, ``ray.init``, is reported once, separately), throughput after start-up = slope of the loop's
 ``elapsed_s`` between its first and last report, fixed start-up cost = wall − iterations / throughput (split
-into before the loop's clock starts and after its last report; the Train controller collects reports on its
+into before the loop's clock starts (for Tune ways also: until the trial function begins, ``to_trial_s``, and
+from there to the loop, ``in_trial_before_loop_s``) and after its last report; the Train controller collects reports on its
 2 s health-check poll, so the split is ±2 s), and throughput relative to bare. The bare run uses as many torch
 threads as a Ray worker gets CPUs (``--cpus-per-worker``; Ray sets ``OMP_NUM_THREADS`` from it). Writes
 benchmarks/results/ray_overhead-<device>.json.
@@ -57,6 +58,7 @@ class Recorder(UserCallback):
 def tune_trial(params: dict, config, gpus: float, cpus: float, storage: str, log: str, inline: bool) -> None:
     """The Tune function trial: one Train run whose reports reach Tune through ``TuneReportCallback``, or
     (``inline``) the loop in this actor reporting to Tune directly."""
+    entered = time.time()  # Ray has scheduled the trial, started (or reused) its actor and unpickled the trainable
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -67,7 +69,7 @@ def tune_trial(params: dict, config, gpus: float, cpus: float, storage: str, log
     def record(metrics: dict) -> None:
         tune.report(metrics)
         with open(log, "a") as f:
-            f.write(json.dumps({**metrics, "at": time.time(), "trial": trial}, default=float) + "\n")
+            f.write(json.dumps({**metrics, "at": time.time(), "trial": trial, "entered": entered}, default=float) + "\n")
 
     run_training(config, 1, gpus, storage, f"tune-train-{trial}", cpus_per_worker=cpus, inline=inline,
                  on_report=record if inline else None, callbacks=[TuneReportCallback(), Recorder(log)])
@@ -118,8 +120,11 @@ def measure(way: str, repeat: int, start: float, end: float, reports: list[dict]
     """Throughput from the loop's clock; the fixed cost split into before the loop and after its last report."""
     first, last = reports[0], reports[-1]
     it_per_s = (last["iteration"] - first["iteration"]) / (last["elapsed_s"] - first["elapsed_s"])
+    loop_started = first["at"] - first["elapsed_s"]
+    entered = first.get("entered", start)  # Tune ways: when the trial function began (bare: at once)
     return {"way": way, "repeat": repeat, "wall_s": end - start, "it_per_s": it_per_s,
-            "startup_s": end - start - iterations / it_per_s, "before_loop_s": first["at"] - first["elapsed_s"] - start,
+            "startup_s": end - start - iterations / it_per_s, "before_loop_s": loop_started - start,
+            "to_trial_s": entered - start, "in_trial_before_loop_s": loop_started - entered,
             "after_last_report_s": end - last["at"], "reports": len(reports)}
 
 
@@ -180,7 +185,8 @@ def main() -> None:
     print(f"\ndf-cc3d, {args.iterations} iterations, batch {args.batch}, {gpus:g} GPU; "
           f"ray.init {ray_init_s or 0:.1f} s (not in wall)")
     print_table(rows, {"way": "", "repeat": "d", "wall_s": ".1f", "it_per_s": ".2f", "startup_s": ".1f",
-                       "before_loop_s": ".1f", "after_last_report_s": ".1f", "vs_bare": ".3f"})
+                       "before_loop_s": ".1f", "to_trial_s": ".1f", "in_trial_before_loop_s": ".1f",
+                       "after_last_report_s": ".1f", "vs_bare": ".3f"})
     settings = {**vars(args), "preset": "df-cc3d", "gpus_per_worker": gpus, "config": overrides}
     print(f"wrote {write_results('ray_overhead', settings, rows, ray_init_s=ray_init_s)}")
     if ray.is_initialized():
