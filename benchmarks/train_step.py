@@ -28,22 +28,24 @@ from sasi.config import deep_update
 from sasi.presets import preset_config
 from sasi.train.loop import Trainer
 
+EAGER = {"cuda_graphs": False, "graph_step": False}  # the defaults graph both: a mode names what it turns on
 MODES = {  # name → (train overrides, TF32 matmul/conv)
-    "fp32": ({"amp": False, "channels_last": False, "cudnn_benchmark": False}, False),
-    "tf32": ({"amp": False, "channels_last": False, "cudnn_benchmark": False}, True),
-    "bf16 (host sync every step)": ({"amp": True, "log_every": 1, "channels_last": False, "cudnn_benchmark": False}, True),
-    "bf16": ({"amp": True, "channels_last": False, "cudnn_benchmark": False}, True),
-    "bf16+channels_last": ({"amp": True, "channels_last": True, "cudnn_benchmark": False}, True),
-    "bf16+channels_last+cudnn_benchmark": ({"amp": True, "channels_last": True, "cudnn_benchmark": True}, True),
-    "bf16+channels_last+cudnn_benchmark, blocking copies": ({"amp": True, "channels_last": True,
+    "fp32": ({**EAGER, "amp": False, "channels_last": False, "cudnn_benchmark": False}, False),
+    "tf32": ({**EAGER, "amp": False, "channels_last": False, "cudnn_benchmark": False}, True),
+    "bf16 (host sync every step)": ({**EAGER, "amp": True, "log_every": 1, "channels_last": False,
+                                     "cudnn_benchmark": False}, True),
+    "bf16": ({**EAGER, "amp": True, "channels_last": False, "cudnn_benchmark": False}, True),
+    "bf16+channels_last": ({**EAGER, "amp": True, "channels_last": True, "cudnn_benchmark": False}, True),
+    "bf16+channels_last+cudnn_benchmark": ({**EAGER, "amp": True, "channels_last": True, "cudnn_benchmark": True}, True),
+    "bf16+channels_last+cudnn_benchmark, blocking copies": ({**EAGER, "amp": True, "channels_last": True,
                                                              "cudnn_benchmark": True}, True),
-    "bf16+channels_last+cudnn_benchmark+cuda_graphs": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
-                                                        "cuda_graphs": True}, True),
+    "bf16+channels_last+cudnn_benchmark+cuda_graphs": ({**EAGER, "amp": True, "channels_last": True,
+                                                        "cudnn_benchmark": True, "cuda_graphs": True}, True),
     "bf16+channels_last+cudnn_benchmark+cuda_graphs+graph_step": ({"amp": True, "channels_last": True,
                                                                    "cudnn_benchmark": True, "cuda_graphs": True,
                                                                    "graph_step": True}, True),
-    "bf16+channels_last+cudnn_benchmark+compile": ({"amp": True, "channels_last": True, "cudnn_benchmark": True,
-                                                    "compile": True}, True),
+    "bf16+channels_last+cudnn_benchmark+compile": ({**EAGER, "amp": True, "channels_last": True,
+                                                    "cudnn_benchmark": True, "compile": True}, True),
 }
 PAPER = {"iterations": 70_000, "iss_steps": 10 * 10 * 20 * 20 // 16}  # 10 epochs × windows(128×256×256, W=24, W/2) / 16
 
@@ -116,7 +118,7 @@ def graph_equivalence(dataset: str, preset: str, steps: int = 10) -> dict:
     """
     torch.backends.cudnn.deterministic = True
     losses = {}
-    for mode, graphs in {"eager": {"cuda_graphs": False}, "graphs": {"cuda_graphs": True},
+    for mode, graphs in {"eager": EAGER, "graphs": {"cuda_graphs": True, "graph_step": False},
                          "graph_step": {"cuda_graphs": True, "graph_step": True}}.items():
         config = preset_config(preset, {"data": {"dataset": dataset, "shots": 5}, "train": {
             "iterations": 2 * steps, "amp": True, "channels_last": True, "cudnn_benchmark": False, **graphs}})
@@ -144,6 +146,9 @@ def measure(dataset: str, mode: str, batch: int, steps: int, quick: bool, peak: 
                  "train": {"iterations": 10**9, "batch_size": batch, **train}}
     config = preset_config(preset, deep_update(overrides, TINY) if quick else overrides)
     trainer = Trainer(config, progress=False)
+    if torch.cuda.is_available():  # the mode is what runs (a changed default once made every mode whole-step graphs)
+        assert (trainer.graphed is not None, trainer.step_graph is not None) == (
+            train["cuda_graphs"], train["graph_step"]), f"{mode}: graphs not as the mode says"
     host_every = config.train.log_every
     row = {"mode": mode, "batch": batch}
     for phase, step in (("consistency", trainer.supervised_step), ("ssl", trainer.ssl_step)):

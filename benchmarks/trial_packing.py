@@ -84,7 +84,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: cores / max N)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for trials to start")
     p.add_argument("--quick", action="store_true", help="CPU: tiny model, N = 1 2, a few seconds each")
-    p.add_argument("--graphs", action="store_true", help="train.cuda_graphs on (results: trial_packing-graphs-*)")
+    p.add_argument("--graphs", action="store_true",
+                   help="CUDA graphs as the defaults have them, train.cuda_graphs and train.graph_step (else both "
+                        "off); results: trial_packing-graphs-*")
     args = p.parse_args()
     if args.quick:
         args.n, args.batch, args.patch, args.warmup, args.seconds, args.threads = [1, 2], 2, 16, 2, 4.0, 1
@@ -94,7 +96,8 @@ def main() -> None:
     overrides = deep_update(TINY if args.quick else {}, {
         "data": {"dataset": train_only_dataset(args.recipe, args.data), "patch": args.patch},
         "pretrain": {"schedule": "none"},
-        "train": {"batch_size": args.batch, "device": "cpu" if args.quick else "auto", "cuda_graphs": args.graphs}})
+        "train": {"batch_size": args.batch, "device": "cpu" if args.quick else "auto",
+                  "cuda_graphs": args.graphs, "graph_step": args.graphs}})
     job = {"overrides": overrides, "warmup": args.warmup, "seconds": args.seconds, "threads": args.threads}
     rows = []
     for n in args.n:
