@@ -206,7 +206,8 @@ def run_suite(suite: Suite, storage: str, tracking_uri: str | None = None, *, qu
                 trainable, param_space=space,
                 # the generator limits concurrency itself (Tune ignores max_concurrent_trials for it)
                 tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent,
-                                                                             random_state=0)),
+                                                                             random_state=0),
+                                            reuse_actors=res.reuse_actors),
                 run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
                                           callbacks=[CloseRuns(uri, experiment), ReapOrphans(),
                                                      Progress(name, trials)],

@@ -109,7 +109,8 @@ def confirm(summary: dict[str, Any], k: int, ctx: dict[str, Any], baseline: str 
     else:
         tuner = tune.Tuner(
             trainable, param_space={"variant": tune.grid_search(sorted(variants)), "seed": tune.grid_search(seeds)},
-            tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent)),
+            tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=res.max_concurrent),
+                                        reuse_actors=res.reuse_actors),
             run_config=tune.RunConfig(name="confirm", storage_path=folder,
                                       callbacks=[CloseRuns(uri, ctx["experiment"]), ReapOrphans()],
                                       failure_config=tune.FailureConfig(max_failures=1)))

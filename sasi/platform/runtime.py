@@ -42,6 +42,13 @@ class TrialResources:
         return self.worker.get("GPU", 0) > 0
 
     @property
+    def reuse_actors(self) -> bool:
+        """Whether Tune should start the next trial in a finished trial's actor (Tune's default: a fresh process
+        per trial): inline trials, whose actor holds imports and the CUDA context and nothing of the trial once
+        its function has returned (a multi-worker trial's actor only drives a Train worker group)."""
+        return self.inline
+
+    @property
     def extra(self) -> dict[str, float]:
         """Each worker's custom resources (besides CPU and GPU)."""
         return {k: v for k, v in self.worker.items() if k not in ("CPU", "GPU")}

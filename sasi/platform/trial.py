@@ -67,9 +67,21 @@ def _log_setup(spec: TrialSpec, run_id: str, config: SasiConfig, params: dict[st
     tracking.log_artifacts(uri, run_id, [save_config(config, tmp / "config.yaml")])
 
 
+REUSE_WAIT_S = "60"  # how long Tune waits for a stopped trial's thread to end before reusing its actor (default 2)
+
+
 def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
-    """One Tune trial (runs as a Tune function actor)."""
+    """One Tune trial (runs as a Tune function actor, possibly one that ran an earlier trial)."""
+    import gc
+    import os
+    import socket
+
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    # Tune reuses this actor only once the previous trial's thread has ended; past its wait the *next* trial
+    # fails, so give a stopped trial time to unwind (MLflow calls, temporary files)
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", REUSE_WAIT_S)
+    gc.collect()  # an earlier trial's model, optimiser and graphs, if a reference cycle held them
 
     from sasi.platform import tracking
     from sasi.platform.evaluation import evaluate_checkpoint
@@ -84,7 +96,8 @@ def trial_driver(params: dict[str, Any], spec: TrialSpec) -> None:
             if all(k in params for k in GRID_KEYS) else ctx.get_trial_name())
     run_id = tracking.child_run(uri, spec.experiment_id, spec.parent_run_id, trial_id, name,
                                 {**tags, "variant": params.get("variant", config.name),
-                                 "sasi.gpus": spec.workers * spec.gpus_per_worker, **spec.tags})
+                                 "sasi.gpus": spec.workers * spec.gpus_per_worker,
+                                 "sasi.process": f"{socket.gethostname()}:{os.getpid()}", **spec.tags})
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _log_setup(spec, run_id, config, params, Path(tmp))

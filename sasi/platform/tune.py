@@ -183,7 +183,7 @@ def _run_study(space: SearchSpace, study: Study, ctx: dict[str, Any]) -> StudyOu
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=space.metric,
                                         mode=space.mode, num_samples=remaining,
-                                        max_concurrent_trials=res.max_concurrent),
+                                        max_concurrent_trials=res.max_concurrent, reuse_actors=res.reuse_actors),
             # a failed search trial is recorded as failed and the search goes on; retrying a diverged
             # configuration (NaN loss) would only fail again
             run_config=tune.RunConfig(name=study.tune_name, storage_path=study.storage_path, callbacks=callbacks,
