@@ -126,6 +126,9 @@ def test_suite_worker_resources_and_concurrency(tmp_path, monkeypatch):
     assert res.driver == {"CPU": 0.0, "train_driver": 1.0} and res.max_concurrent == 8
     inline = trial_resources(1, 0, {"fake_gpu": 1}, trials=4, inline=True)  # the trial actor holds the worker's share
     assert inline.inline and inline.driver == inline.worker == {"CPU": 1.0, "fake_gpu": 1.0}
+    assert inline.reuse_actors and not res.reuse_actors  # Tune reuses the actors of inline trials only
+    monkeypatch.setenv("SASI_REUSE_ACTORS", "0")
+    assert not inline.reuse_actors
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 2.0})
     assert trial_resources(1, 0).max_concurrent == 8 and trial_resources(1, 1).max_concurrent == 2
     assert trial_resources(1, 0.25, inline=True).max_concurrent == 8  # 4 per GPU; no driver CPU share on top

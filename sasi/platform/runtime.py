@@ -45,8 +45,9 @@ class TrialResources:
     def reuse_actors(self) -> bool:
         """Whether Tune should start the next trial in a finished trial's actor (Tune's default: a fresh process
         per trial): inline trials, whose actor holds imports and the CUDA context and nothing of the trial once
-        its function has returned (a multi-worker trial's actor only drives a Train worker group)."""
-        return self.inline
+        its function has returned (a multi-worker trial's actor only drives a Train worker group).
+        ``SASI_REUSE_ACTORS=0`` in the driver's environment turns it off."""
+        return self.inline and os.environ.get("SASI_REUSE_ACTORS", "1") != "0"
 
     @property
     def extra(self) -> dict[str, float]:
