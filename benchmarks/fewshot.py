@@ -172,6 +172,8 @@ def main() -> None:
     p.add_argument("--precision", choices=["fast", "fp32"], default="fast",
                    help="fast: the defaults (bf16 autocast, TF32, channels_last); fp32: the reference path")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (processes spread over the GPUs)")
+    p.add_argument("--max-runs", type=int, default=None,
+                   help="do at most this many of the missing runs, in order (a wave that fits one time-limited call)")
     p.add_argument("--quick", action="store_true", help="CPU: tiny recipe, small model, 1 seed")
     p.add_argument("--out", default="benchmarks/results/fewshot-4500.json")
     p.add_argument("--detection-out", default="benchmarks/results/detection.json")
@@ -224,7 +226,7 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
              "dataset": str(data), "iterations": args.iterations, "batch": args.batch, "channels": args.channels,
              "threads": threads, "precision": args.precision, "modes": args.modes, "shape_modes": args.shape_modes}
             for m, (preset, overrides) in methods.items() for n in args.shots for s in args.seeds]  # a method's seeds together
-    jobs = [j for j in jobs if key(j) not in runs]
+    jobs = [j for j in jobs if key(j) not in runs][:args.max_runs]
     print(f"{len(jobs)} runs to do, {len(runs)} already recorded", flush=True)
     gpus = torch.cuda.device_count()
     started, failed = time.perf_counter(), []
