@@ -8,7 +8,8 @@ detection mode from one segmentation pass, so modes compare on the same checkpoi
         --shots 10 --seeds 0 1 2 3 4 --parallel 8 --set train.cuda_graphs=true   # a suite's variants
 
 Runs are appended to ``<out>.runs.jsonl`` as they finish and skipped when already there (same method, N, seed,
-iterations, precision, data seed), so an interrupted benchmark resumes. Writes ``--out`` (rows and paired differences per
+iterations, precision, data seed), so an interrupted benchmark resumes; ``--max-runs K`` does the next K missing
+runs only (one wave per time-limited GPU call). Writes ``--out`` (rows and paired differences per
 method and N, detection mode ``foreground``), ``--detection-out`` (every mode on the same checkpoints) and an
 F1-vs-N PNG. Scores are pooled over the test tomograms' particles; ``*_mean`` are means over tomograms (the
 paper's T6−9 columns).
