@@ -11,7 +11,7 @@ Runs are appended to ``<out>.runs.jsonl`` as they finish and skipped when alread
 iterations, precision, data seed), so an interrupted benchmark resumes; ``--max-runs K`` does the next K missing
 runs only (one wave per time-limited GPU call). Writes ``--out`` (rows and paired differences per
 method and N, detection mode ``foreground``), ``--detection-out`` (every mode on the same checkpoints) and an
-F1-vs-N PNG. Scores are pooled over the test tomograms' particles; ``*_mean`` are means over tomograms (the
+F1-vs-N PNG; each run record keeps its last training report (`training`: e.g. `train_pred_foreground`, the SSL probes). Scores are pooled over the test tomograms' particles; ``*_mean`` are means over tomograms (the
 paper's T6−9 columns).
 """
 
@@ -91,7 +91,8 @@ def train_and_score(job: dict) -> dict:
     maps = {n: segment(net, normalise_on(ds.tomogram(n).data, device), tile=config.detect.tile, device=device,
                        amp=config.train.amp) for n in ds.names("val") + ds.names("test")}
     out = {**{k: job[k] for k in RUN_KEYS}, "preset": job["preset"], "overrides": {**job["overrides"], **job["set"]},
-           "train_s": train_s, "modes": {}}
+           "train_s": train_s, "modes": {},  # + the last training report (e.g. train_pred_foreground: a collapse)
+           "training": {k: v for k, v in result.final.items() if k.startswith(("train_", "ssl_", "iss_"))}}
     val, test = ds.names("val"), ds.names("test")
 
     def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test (and val's own class-aware F1)
