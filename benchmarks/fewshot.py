@@ -11,8 +11,9 @@ Runs are appended to ``<out>.runs.jsonl`` as they finish and skipped when alread
 iterations, precision, data seed), so an interrupted benchmark resumes; ``--max-runs K`` does the next K missing
 runs only (one wave per time-limited GPU call). Writes ``--out`` (rows and paired differences per
 method and N, detection mode ``foreground``), ``--detection-out`` (every mode on the same checkpoints) and an
-F1-vs-N PNG; each run record keeps its last training report (`training`: e.g. `train_pred_foreground`, the SSL probes). Scores are pooled over the test tomograms' particles; ``*_mean`` are means over tomograms (the
-paper's T6−9 columns).
+F1-vs-N PNG. Each run record keeps its last training report (``training``: e.g. ``train_pred_foreground``, which
+shows a collapse to background, and the SSL probes). Scores are pooled over the test tomograms' particles;
+``*_mean`` are means over tomograms (the paper's T6−9 columns).
 """
 
 from __future__ import annotations
