@@ -91,10 +91,11 @@ def train_and_score(job: dict) -> dict:
     started = time.perf_counter()
     maps = {n: segment(net, normalise_on(ds.tomogram(n).data, device), tile=config.detect.tile, device=device,
                        amp=config.train.amp) for n in ds.names("val") + ds.names("test")}
+    val, test = ds.names("val"), ds.names("test")
     out = {**{k: job[k] for k in RUN_KEYS}, "preset": job["preset"], "overrides": {**job["overrides"], **job["set"]},
            "train_s": train_s, "modes": {},  # + the last training report (e.g. train_pred_foreground: a collapse)
-           "training": {k: v for k, v in result.final.items() if k.startswith(("train_", "ssl_", "iss_"))}}
-    val, test = ds.names("val"), ds.names("test")
+           "training": {k: v for k, v in result.final.items() if k.startswith(("train_", "ssl_", "iss_"))},
+           "voxels": voxel_diagnostics(ds, maps, test, config.detect.threshold)}
 
     def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test (and val's own class-aware F1)
         val_picks = pa.concat_tables([picks[n] for n in val])
@@ -121,6 +122,39 @@ def train_and_score(job: dict) -> dict:
                                             "class_source": "shape" if shape_wins else "network"}
     out["detect_s"] = time.perf_counter() - started
     return out
+
+
+def voxel_diagnostics(ds, maps: dict, names: list[str], threshold: float) -> dict:
+    """What the network marks on whole test tomograms, before detection: the share of voxels whose particle
+    probability passes ``threshold`` and that are argmax foreground (against ``particle_share``, the volume inside
+    true particles' radii), and at the true particle centres the median particle probability, the share above
+    ``threshold`` and the share whose most probable class is the true one. Tells a network that marks too little
+    (picks lost) from one that floods (components merge)."""
+    import numpy as np
+    import torch
+
+    from sasi.io.particles import particles_to_voxels
+
+    passed, argmax, inside, centre_prob, centre_class = [], [], [], [], []
+    for name in names:
+        m, truth = maps[name], ds.particles(name)
+        passed.append(float((m.foreground > threshold).float().mean()))
+        argmax.append(float((m.labels > 0).float().mean()))
+        radii = np.array([ds.radii[c] / ds.voxel_size for c in truth.column("label").to_pylist()])
+        inside.append(float((4 / 3 * np.pi * radii**3).sum() / m.labels.numel()))
+        if not truth.num_rows:
+            continue
+        zyx = np.clip(np.rint(particles_to_voxels(truth, ds.voxel_size)).astype(int), 0, np.array(m.labels.shape) - 1)
+        at = tuple(torch.as_tensor(zyx.T, device=m.labels.device))
+        centre_prob.append(m.foreground[at].float().cpu().numpy())
+        true_class = np.array([ds.classes.index(c) + 1 for c in truth.column("label").to_pylist()])
+        centre_class.append(m.best_class[at].cpu().numpy() == true_class)
+    probs, correct = np.concatenate(centre_prob or [[]]), np.concatenate(centre_class or [[]])
+    return {"foreground_share": float(np.mean(passed)), "argmax_foreground_share": float(np.mean(argmax)),
+            "particle_share": float(np.mean(inside)),
+            "centre_foreground_median": float(np.median(probs)) if probs.size else None,
+            "centres_above_threshold": float((probs > threshold).mean()) if probs.size else None,
+            "centre_class_correct": float(correct.mean()) if correct.size else None}
 
 
 def centring(ds, picks: dict, names: list[str], cut: float) -> dict:
@@ -246,7 +280,9 @@ def run_missing(args: argparse.Namespace, runs: dict, log: Path) -> dict:
                 f.write(json.dumps(r) + "\n")
             shown = " · ".join(f"{m}: class {s['class_f1_pooled']:.3f} loc {s['localisation_f1_pooled']:.3f} "
                                f"picks/truth {s['picks_per_truth']:.2f}" for m, s in r["modes"].items())
-            print(f"{r['method']} N={r['shots']} seed={r['seed']} ({r['train_s']:.0f} s): {shown}", flush=True)
+            v = r["voxels"]
+            print(f"{r['method']} N={r['shots']} seed={r['seed']} ({r['train_s']:.0f} s): {shown} · voxels > threshold "
+                  f"{v['foreground_share']:.4f}, centres above it {v['centres_above_threshold']}", flush=True)
     return {"gpus": gpus, "parallel": args.parallel, "failed": failed, "wall_s": time.perf_counter() - started,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
             "torch": torch.__version__}

@@ -34,6 +34,10 @@ def summarise(runs: list[dict], mode: str) -> list[dict]:
             row[name], row[f"{name}_ci95"] = mean_ci([s[field] for s in scores])
         for name in ("picks_per_truth", "duplicate_fraction", "wrong_class_fraction", "background_fraction"):
             row[name] = float(np.mean([s[name] for s in scores]))
+        voxels = [r["voxels"] for r in sel if r.get("voxels")]  # runs since 2026-12-03 (session 15)
+        if voxels:
+            row["voxels"] = {k: float(np.mean([v[k] for v in voxels if v[k] is not None]))
+                             for k in voxels[0] if any(v[k] is not None for v in voxels)} | {"runs": len(voxels)}
         rows.append(row)
     return rows
 
