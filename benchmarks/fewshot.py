@@ -100,8 +100,10 @@ def train_and_score(job: dict) -> dict:
     def scored(picks: dict) -> dict:  # cut-off chosen on val, scores on test (and val's own class-aware F1)
         val_picks = pa.concat_tables([picks[n] for n in val])
         cut = choose_min_score(ds, val_picks, val)
-        scores = score_picks(ds, pa.concat_tables([picks[n] for n in test]), test, "test", cut)
+        test_picks = pa.concat_tables([picks[n] for n in test])
+        scores = score_picks(ds, test_picks, test, "test", cut)
         return {**{k: getattr(scores, k) for k in KEPT}, **centring(ds, picks, test, cut),
+                "picks_per_truth_uncut": test_picks.num_rows / max(1, scores.truth),  # before val's cut-off
                 "val_class_f1": score_picks(ds, val_picks, val, "val", cut).class_f1_pooled}
 
     shape = None
@@ -128,14 +130,14 @@ def voxel_diagnostics(ds, maps: dict, names: list[str], threshold: float) -> dic
     """What the network marks on whole test tomograms, before detection: the share of voxels whose particle
     probability passes ``threshold`` and that are argmax foreground (against ``particle_share``, the volume inside
     true particles' radii), and at the true particle centres the median particle probability, the share above
-    ``threshold`` and the share whose most probable class is the true one. Tells a network that marks too little
-    (picks lost) from one that floods (components merge)."""
+    ``threshold`` (also per class) and the share whose most probable class is the true one. Tells a network that
+    marks too little (picks lost, and of which classes) from one that floods (components merge)."""
     import numpy as np
     import torch
 
     from sasi.io.particles import particles_to_voxels
 
-    passed, argmax, inside, centre_prob, centre_class = [], [], [], [], []
+    passed, argmax, inside, centre_prob, centre_class, centre_name = [], [], [], [], [], []
     for name in names:
         m, truth = maps[name], ds.particles(name)
         passed.append(float((m.foreground > threshold).float().mean()))
@@ -147,14 +149,17 @@ def voxel_diagnostics(ds, maps: dict, names: list[str], threshold: float) -> dic
         zyx = np.clip(np.rint(particles_to_voxels(truth, ds.voxel_size)).astype(int), 0, np.array(m.labels.shape) - 1)
         at = tuple(torch.as_tensor(zyx.T, device=m.labels.device))
         centre_prob.append(m.foreground[at].float().cpu().numpy())
+        centre_name += truth.column("label").to_pylist()
         true_class = np.array([ds.classes.index(c) + 1 for c in truth.column("label").to_pylist()])
         centre_class.append(m.best_class[at].cpu().numpy() == true_class)
     probs, correct = np.concatenate(centre_prob or [[]]), np.concatenate(centre_class or [[]])
+    of_class = {c: probs[[n == c for n in centre_name]] for c in ds.classes if c in centre_name}
     return {"foreground_share": float(np.mean(passed)), "argmax_foreground_share": float(np.mean(argmax)),
             "particle_share": float(np.mean(inside)),
             "centre_foreground_median": float(np.median(probs)) if probs.size else None,
             "centres_above_threshold": float((probs > threshold).mean()) if probs.size else None,
-            "centre_class_correct": float(correct.mean()) if correct.size else None}
+            "centre_class_correct": float(correct.mean()) if correct.size else None,
+            "centres_above_threshold_per_class": {c: float((p > threshold).mean()) for c, p in of_class.items()}}
 
 
 def centring(ds, picks: dict, names: list[str], cut: float) -> dict:

@@ -36,8 +36,11 @@ def summarise(runs: list[dict], mode: str) -> list[dict]:
             row[name] = float(np.mean([s[name] for s in scores]))
         voxels = [r["voxels"] for r in sel if r.get("voxels")]  # runs since 2026-12-03 (session 15)
         if voxels:
-            row["voxels"] = {k: float(np.mean([v[k] for v in voxels if v[k] is not None]))
-                             for k in voxels[0] if any(v[k] is not None for v in voxels)} | {"runs": len(voxels)}
+            row["voxels"] = {k: float(np.mean([v[k] for v in voxels if v[k] is not None])) for k in voxels[0]
+                             if not isinstance(voxels[0][k], dict) and any(v[k] is not None for v in voxels)}
+            row["voxels"] |= {"runs": len(voxels), "centres_above_threshold_per_class": {
+                c: float(np.mean([v["centres_above_threshold_per_class"][c] for v in voxels]))
+                for c in voxels[0].get("centres_above_threshold_per_class", {})}}
         rows.append(row)
     return rows
 
