@@ -120,3 +120,13 @@ def test_cli_set_rejects_unknown_keys_with_the_nearest(tmp_path):
                                       "--set", "train.lr=1e-3", "--set", "train.iteratons=5"])
     assert isinstance(result.exception, SasiError)
     assert "unknown key 'train.iteratons' (did you mean 'train.iterations'?)" in str(result.exception)
+
+
+def test_recorded_suite_variants_keep_their_meaning_when_a_preset_changes():
+    """sasi-faithful took consistency weight 0.1 (issue 17); the variants recorded at weight 1 pin it."""
+    from sasi.platform.ablate import load_suite
+
+    configs = load_suite(ROOT / "ablations" / "sasi-consistency-fixes.yaml").configs("data")
+    weight = {name: config["consistency"]["weight"] for name, config in configs.items()}
+    assert preset_config("sasi-faithful").consistency.weight == weight["sasi-fixed+consistency-weight-0.1"] == 0.1
+    assert weight["sasi-fixed"] == weight["sasi-fixed+confident-hard-consistency"] == 1.0
