@@ -16,9 +16,14 @@ PAPER = {"DF cc3d (paper)": {3: 0.189, 5: 0.211, 10: 0.198}, "SaSi* (paper)": {3
 
 def _groups(runs: list[dict]) -> dict[tuple[str, int], list[dict]]:
     out: dict[tuple[str, int], list[dict]] = {}
-    for r in sorted(runs, key=lambda r: (r["shots"], r["seed"])):
+    for r in sorted(runs, key=lambda r: (r["shots"], r.get("data_seed", 0), r["seed"])):
         out.setdefault((r["method"], r["shots"]), []).append(r)
     return out
+
+
+def _pair_key(run: dict) -> tuple[int, int, int]:
+    """What a run shares with its baseline: the simulated data, the labelled particles (N, seed)."""
+    return run.get("data_seed", 0), run["shots"], run["seed"]
 
 
 def summarise(runs: list[dict], mode: str) -> list[dict]:
@@ -46,15 +51,15 @@ def summarise(runs: list[dict], mode: str) -> list[dict]:
 
 
 def paired(runs: list[dict], mode: str, baseline: str = "df-cc3d") -> list[dict]:
-    """Each method against ``baseline`` on the same (N, seed), i.e. the same labelled particles."""
-    base = {(r["shots"], r["seed"]): r["modes"][mode] for r in runs if r["method"] == baseline and mode in r["modes"]}
+    """Each method against ``baseline`` on the same (dataset, N, seed), i.e. the same labelled particles."""
+    base = {_pair_key(r): r["modes"][mode] for r in runs if r["method"] == baseline and mode in r["modes"]}
     out = []
     for (method, shots), sel in _groups(runs).items():
         if method == baseline:
             continue
         for metric, field in METRICS.items():
-            diffs = [r["modes"][mode][field] - base[shots, r["seed"]][field] for r in sel
-                     if mode in r["modes"] and (shots, r["seed"]) in base]
+            diffs = [r["modes"][mode][field] - base[_pair_key(r)][field] for r in sel
+                     if mode in r["modes"] and _pair_key(r) in base]
             if diffs:
                 gain, ci = mean_ci(diffs)
                 out.append({"method": method, "baseline": baseline, "shots": shots, "metric": metric, "mode": mode,
